@@ -1,0 +1,235 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmops.virt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The one libvirt client of the collection.
+
+It owns the connection, object lookups (``None`` when an object is missing)
+and the mapping of ``libvirtError`` to the typed exceptions in ``_errors``.
+Modules, the inventory plugin and role helpers all go through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import traceback
+
+from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
+    ConnectionFailed,
+    NotFound,
+    OperationFailed,
+    VirtError,
+)
+
+try:
+    import libvirt
+
+    HAS_LIBVIRT = True
+    LIBVIRT_IMPORT_ERROR = None
+except ImportError:  # pragma: no cover - exercised only without the binding
+    libvirt = None
+    HAS_LIBVIRT = False
+    LIBVIRT_IMPORT_ERROR = traceback.format_exc()
+
+DEFAULT_URI = "qemu:///system"
+
+# libvirt error codes that mean "the object you asked for does not exist".
+_NOT_FOUND_CODES = (
+    "VIR_ERR_NO_DOMAIN",
+    "VIR_ERR_NO_NETWORK",
+    "VIR_ERR_NO_STORAGE_POOL",
+    "VIR_ERR_NO_STORAGE_VOL",
+    "VIR_ERR_NO_DOMAIN_SNAPSHOT",
+    "VIR_ERR_NO_NWFILTER",
+    "VIR_ERR_NO_SECRET",
+    "VIR_ERR_NO_INTERFACE",
+)
+# Codes that mean the connection itself is gone or was never usable.
+_CONNECTION_CODES = (
+    "VIR_ERR_NO_CONNECT",
+    "VIR_ERR_INVALID_CONN",
+    "VIR_ERR_AUTH_FAILED",
+    "VIR_ERR_AUTH_CANCELLED",
+    "VIR_ERR_AUTH_UNAVAILABLE",
+    "VIR_ERR_RPC",
+)
+
+
+def resolve_uri(uri):
+    """The URI to use: the option, then ``LIBVIRT_DEFAULT_URI``, then qemu:///system."""
+    return uri or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_URI
+
+
+def _codes(names):
+    if libvirt is None:
+        return ()
+    return tuple(getattr(libvirt, n) for n in names if hasattr(libvirt, n))
+
+
+class LibvirtClient:
+    """A lazily opened libvirt connection with typed errors.
+
+    Use as a context manager so the connection is always closed::
+
+        with LibvirtClient(uri) as client:
+            dom = client.lookup_domain("web1")
+    """
+
+    def __init__(self, uri=None, readonly=False):
+        self.uri = resolve_uri(uri)
+        self.readonly = readonly
+        self._conn = None
+
+    # -- connection -------------------------------------------------------
+    def __enter__(self):
+        self.open()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def open(self):
+        if self._conn is not None:
+            return self._conn
+        if libvirt is None:
+            raise VirtError("the libvirt Python binding (libvirt-python) is not installed")
+        # Silence libvirt's default handler, which prints every error to stderr.
+        libvirt.registerErrorHandler(lambda ctx, err: None, None)
+        try:
+            if self.readonly:
+                self._conn = libvirt.openReadOnly(self.uri)
+            else:
+                self._conn = libvirt.open(self.uri)
+        except libvirt.libvirtError as e:
+            raise ConnectionFailed(
+                "cannot connect to libvirt at uri '%s': %s" % (self.uri, _message(e)),
+                code=e.get_error_code(),
+                uri=self.uri,
+                option="uri",
+            )
+        if self._conn is None:  # older bindings return None instead of raising
+            raise ConnectionFailed("cannot connect to libvirt at uri '%s'" % self.uri, uri=self.uri, option="uri")
+        return self._conn
+
+    def close(self):
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self):
+        return self.open()
+
+    # -- error mapping ----------------------------------------------------
+    @contextlib.contextmanager
+    def errors(self, action):
+        """Map a ``libvirtError`` raised inside the block to a typed exception.
+
+        ``action`` says what was attempted, e.g. ``"starting network 'lab'"``.
+        """
+        try:
+            yield
+        except VirtError:
+            raise
+        except Exception as e:
+            if libvirt is None or not isinstance(e, libvirt.libvirtError):
+                raise
+            raise self.translate(e, action)
+
+    def translate(self, err, action):
+        code = err.get_error_code()
+        text = "%s failed on uri '%s': %s" % (action, self.uri, _message(err))
+        if code in _codes(_NOT_FOUND_CODES):
+            return NotFound(text, code=code, uri=self.uri)
+        if code in _codes(_CONNECTION_CODES) or (
+            code == getattr(libvirt, "VIR_ERR_SYSTEM_ERROR", -1)
+            and err.get_error_domain() in _codes(("VIR_FROM_RPC", "VIR_FROM_REMOTE"))
+        ):
+            return ConnectionFailed(text, code=code, uri=self.uri)
+        return OperationFailed(text, code=code, uri=self.uri)
+
+    def call(self, action, func, *args):
+        """Call ``func(*args)`` with errors mapped; see :meth:`errors`."""
+        with self.errors(action):
+            return func(*args)
+
+    def _lookup(self, what, name, func):
+        try:
+            return func(name)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() in _codes(_NOT_FOUND_CODES):
+                return None
+            raise self.translate(e, "looking up %s '%s'" % (what, name))
+
+    # -- lookups (None when missing) -----------------------------------------
+    def lookup_domain(self, name):
+        return self._lookup("guest", name, self.conn.lookupByName)
+
+    def lookup_network(self, name):
+        return self._lookup("network", name, self.conn.networkLookupByName)
+
+    def lookup_pool(self, name):
+        return self._lookup("storage pool", name, self.conn.storagePoolLookupByName)
+
+    def lookup_volume(self, pool, name):
+        """``pool`` is a virStoragePool; refreshes nothing, the caller decides."""
+        return self._lookup("volume", name, pool.storageVolLookupByName)
+
+    def lookup_volume_by_path(self, path):
+        return self._lookup("volume", path, self.conn.storageVolLookupByPath)
+
+    def require_pool(self, name, option="pool"):
+        pool = self.lookup_pool(name)
+        if pool is None:
+            raise NotFound(
+                "%s: storage pool '%s' does not exist on uri '%s'" % (option, name, self.uri),
+                uri=self.uri,
+                option=option,
+            )
+        return pool
+
+    def require_network(self, name, option="network"):
+        net = self.lookup_network(name)
+        if net is None:
+            raise NotFound(
+                "%s: network '%s' does not exist on uri '%s'" % (option, name, self.uri),
+                uri=self.uri,
+                option=option,
+            )
+        return net
+
+    # -- host ---------------------------------------------------------------
+    def capabilities_xml(self):
+        return self.call("reading host capabilities", self.conn.getCapabilities)
+
+    def domain_capabilities_xml(self, emulator=None, arch=None, machine=None, virttype=None):
+        return self.call(
+            "reading domain capabilities",
+            self.conn.getDomainCapabilities,
+            emulator,
+            arch,
+            machine,
+            virttype,
+            0,
+        )
+
+    def versions(self):
+        """(library version, hypervisor type, hypervisor version) as strings."""
+        with self.errors("reading libvirt versions"):
+            lib = _version_string(self.conn.getLibVersion())
+            hv_type = self.conn.getType()
+            hv = self.conn.getVersion()
+        return lib, hv_type, _version_string(hv) if hv else None
+
+
+def _version_string(number):
+    major, rest = divmod(int(number), 1000000)
+    minor, micro = divmod(rest, 1000)
+    return "%d.%d.%d" % (major, minor, micro)
+
+
+def _message(err):
+    msg = err.get_error_message() or str(err)
+    return msg.strip()

@@ -1,0 +1,114 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmops.virt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every module shares: the ``uri`` option, the run loop and a manager base.
+
+A module's ``main()`` builds its AnsibleModule with :func:`argument_spec`
+and hands it to :func:`run_module` with its manager class. Managers read
+the actual state, compare it with the desired one, record a plan of
+actions and apply it. Check mode runs the same code and only skips the
+apply step, so ``changed`` and ``diff`` are the same in both modes.
+"""
+
+from __future__ import annotations
+
+from ansible.module_utils.basic import env_fallback, missing_required_lib
+
+from ansible_collections.kvmops.virt.plugins.module_utils._client import (
+    HAS_LIBVIRT,
+    LIBVIRT_IMPORT_ERROR,
+    LibvirtClient,
+)
+from ansible_collections.kvmops.virt.plugins.module_utils._diff import DiffTracker
+from ansible_collections.kvmops.virt.plugins.module_utils._errors import VirtError
+from ansible_collections.kvmops.virt.plugins.module_utils._xml import HAS_LXML, LXML_IMPORT_ERROR
+
+COMMON_ARGS = dict(
+    uri=dict(type="str", fallback=(env_fallback, ["LIBVIRT_DEFAULT_URI"])),
+)
+
+
+def argument_spec(**spec):
+    """The module's own options plus the shared ones."""
+    merged = dict(COMMON_ARGS)
+    merged.update(spec)
+    return merged
+
+
+def require_libraries(module, need_libvirt=True):
+    if need_libvirt and not HAS_LIBVIRT:
+        module.fail_json(msg=missing_required_lib("libvirt-python"), exception=LIBVIRT_IMPORT_ERROR)
+    if not HAS_LXML:
+        module.fail_json(msg=missing_required_lib("lxml"), exception=LXML_IMPORT_ERROR)
+
+
+class Action:
+    """One step of a plan: a description for the user and the call that does it."""
+
+    __slots__ = ("description", "func")
+
+    def __init__(self, description, func):
+        self.description = description
+        self.func = func
+
+
+class Manager:
+    """Base class of the resource managers.
+
+    Subclasses implement :meth:`plan` (read, compare, call :meth:`act`) and
+    :meth:`result` (the module's return keys after applying).
+    """
+
+    def __init__(self, module, client):
+        self.module = module
+        self.params = module.params
+        self.client = client
+        self.check_mode = module.check_mode
+        self.diff = DiffTracker()
+        self.actions = []
+        self.warnings = []
+
+    def act(self, description, func):
+        """Add a step to the plan; it runs only outside check mode."""
+        self.actions.append(Action(description, func))
+
+    def plan(self):
+        raise NotImplementedError
+
+    def apply(self):
+        for action in self.actions:
+            action.func()
+
+    def result(self):
+        return {}
+
+    @property
+    def changed(self):
+        return bool(self.actions) or self.diff.changed
+
+    def run(self):
+        self.plan()
+        if not self.check_mode:
+            self.apply()
+        result = dict(changed=self.changed, diff=self.diff.diff(), actions=[a.description for a in self.actions])
+        result.update(self.result())
+        if self.warnings:
+            result["warnings"] = list(self.warnings)
+        return result
+
+
+def run_module(module, manager_cls, need_libvirt=True):
+    """Run ``manager_cls`` against the module's URI; errors become ``fail_json``."""
+    require_libraries(module, need_libvirt=need_libvirt)
+    client = LibvirtClient(module.params.get("uri"))
+    try:
+        manager = manager_cls(module, client)
+        result = manager.run()
+    except VirtError as e:
+        module.fail_json(msg=e.msg, **e.result())
+    finally:
+        client.close()
+    warnings = result.pop("warnings", [])
+    for warning in warnings:
+        module.warn(warning)
+    module.exit_json(**result)

@@ -1,0 +1,340 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmops.virt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Facts about a virtualization host: hardware from /proc and /sys, the rest from libvirt.
+
+Hardware probing reads files below a root directory (``/`` on a real host) so
+that the parsers can be tested with recorded files from other machines.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from urllib.parse import urlparse
+
+from ansible_collections.kvmops.virt.plugins.module_utils._errors import ConnectionFailed, VirtError
+from ansible_collections.kvmops.virt.plugins.module_utils._xml import parse_xml
+
+VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon", "CentaurHauls": "Centaur"}
+KVM_ARCH_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm")
+
+
+class HardwareProbe:
+    """Reads CPU, KVM and memory facts from the files below ``root``."""
+
+    def __init__(self, root="/"):
+        self.root = root
+
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    def read(self, *parts):
+        try:
+            with open(self.path(*parts)) as f:
+                return f.read()
+        except (IOError, OSError):
+            return None
+
+    def cpuinfo(self):
+        text = self.read("proc", "cpuinfo") or ""
+        first = {}
+        count = 0
+        for line in text.splitlines():
+            if ":" not in line:
+                continue
+            key, _sep, value = line.partition(":")
+            key = key.strip()
+            if key == "processor":
+                count += 1
+            if key not in first:
+                first[key] = value.strip()
+        flags = set(first.get("flags", "").split())
+        vendor_id = first.get("vendor_id")
+        if "vmx" in flags:
+            extension = "vmx"
+        elif "svm" in flags:
+            extension = "svm"
+        else:
+            extension = None
+        return {
+            "vendor": VENDORS.get(vendor_id, vendor_id),
+            "model": first.get("model name"),
+            "count": count or None,
+            "virt_extension": extension,
+            "flags_64bit": "lm" in flags,
+            "hypervisor_flag": "hypervisor" in flags,
+        }
+
+    def kvm_modules(self):
+        """Loaded kvm modules: /proc/modules, plus /sys/module for built-in ones
+        (and for containers, where /proc/modules is often hidden)."""
+        text = self.read("proc", "modules") or ""
+        names = set(line.split()[0] for line in text.splitlines() if line.strip())
+        try:
+            names.update(os.listdir(self.path("sys", "module")))
+        except OSError:
+            pass
+        return sorted(n for n in names if n == "kvm" or n.startswith("kvm_"))
+
+    def nested(self, modules):
+        """True/False from the arch module's ``nested`` parameter, None when unknown."""
+        for module in KVM_ARCH_MODULES:
+            if module not in modules:
+                continue
+            value = self.read("sys", "module", module, "parameters", "nested")
+            if value is None:
+                continue
+            return value.strip().upper() in ("Y", "1")
+        return None
+
+    def kvm_device(self):
+        """(exists and opens, reason) for /dev/kvm."""
+        dev = self.path("dev", "kvm")
+        if not os.path.exists(dev):
+            return False, "/dev/kvm does not exist"
+        try:
+            fd = os.open(dev, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        except OSError as e:
+            return False, "/dev/kvm exists but cannot be opened: %s" % e.strerror
+        os.close(fd)
+        return True, "/dev/kvm exists and opens read-write"
+
+    def memory_mb(self):
+        text = self.read("proc", "meminfo") or ""
+        for line in text.splitlines():
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) // 1024
+        return None
+
+
+def free_disk_mb(path):
+    """Free space of ``path`` or its nearest existing parent, and that parent."""
+    probe = path
+    while probe and not os.path.exists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    try:
+        st = os.statvfs(probe)
+    except OSError:
+        return None, probe
+    return st.f_bavail * st.f_frsize // (1024 * 1024), probe
+
+
+def parse_capabilities(xml, host_arch):
+    """Domain types for ``host_arch`` and the host CPU arch from capabilities XML."""
+    root = parse_xml(xml, "capabilities")
+    arch = root.findtext("./host/cpu/arch") or host_arch
+    types = []
+    for guest in root.findall("./guest"):
+        guest_arch = guest.find("./arch")
+        if guest_arch is None or guest_arch.get("name") != arch:
+            continue
+        if guest.findtext("./os_type") != "hvm":
+            continue
+        for dom in guest_arch.findall("./domain"):
+            dtype = dom.get("type")
+            if dtype and dtype not in types:
+                types.append(dtype)
+    return {"arch": arch, "domain_types": types}
+
+
+def _enum(node, path):
+    if node is None:
+        return []
+    return [v.text for v in node.findall(path + "/value") if v.text]
+
+
+def parse_domain_capabilities(xml):
+    """Firmware, CPU modes, disk buses, TPM and virtio facts from domcapabilities XML."""
+    root = parse_xml(xml, "domain capabilities")
+    os_node = root.find("./os")
+    loader = root.find("./os/loader")
+    firmware_values = _enum(os_node, "./enum[@name='firmware']")
+    loaders = [v.text for v in loader.findall("./value")] if loader is not None else []
+    uefi = "efi" in firmware_values or any("OVMF" in p or "edk2" in p or "AAVMF" in p for p in loaders)
+    secure = "yes" in _enum(loader, "./enum[@name='secure']")
+    disk = root.find("./devices/disk")
+    buses = _enum(disk, "./enum[@name='bus']")
+    disk_models = _enum(disk, "./enum[@name='model']")
+    tpm = root.find("./devices/tpm")
+    cpu_modes = [m.get("name") for m in root.findall("./cpu/mode") if m.get("supported") == "yes"]
+    models = [m.text for m in root.findall("./cpu/mode[@name='custom']/model") if m.get("usable") == "yes"]
+    return {
+        "machine": root.findtext("./machine"),
+        "emulator": root.findtext("./path"),
+        "max_vcpus": int(root.find("./vcpu").get("max")) if root.find("./vcpu") is not None else None,
+        "firmware": {"uefi": uefi, "secure_boot": bool(uefi and secure), "loaders": loaders},
+        "cpu_modes": cpu_modes,
+        "cpu_models": models,
+        "disk_buses": buses,
+        "tpm": tpm is not None and tpm.get("supported") == "yes",
+        "virtio": "virtio" in buses or "virtio" in disk_models,
+    }
+
+
+def is_local_uri(uri):
+    parsed = urlparse(uri)
+    return not parsed.hostname and "+ssh" not in parsed.scheme and "+tcp" not in parsed.scheme and "+tls" not in parsed.scheme
+
+
+def classify(cpu, kvm_ok, domain_types, libvirt_reachable):
+    """``hardware``, ``emulation`` or ``none`` and the reason, honestly.
+
+    Hardware-assisted means the CPU exposes vmx/svm *and* /dev/kvm opens.
+    A /dev/kvm provided without those extensions (for example by kvm_pvm,
+    a software KVM backend used for nesting in clouds) is not hardware
+    assistance, so such a host is classified as emulation.
+    """
+    ext = cpu.get("virt_extension")
+    qemu_ok = "qemu" in domain_types if libvirt_reachable else None
+    if ext and kvm_ok:
+        return "hardware", "the CPU exposes %s and /dev/kvm opens: KVM hardware-assisted guests are possible" % ext
+    if kvm_ok and not ext:
+        reason = ("/dev/kvm opens but the CPU flags show no vmx or svm, so KVM here is not hardware-assisted "
+                  "(it is provided by a software backend or a hypervisor that hides the extensions); "
+                  "use virt_type qemu (TCG software emulation)")
+    elif ext and not kvm_ok:
+        reason = "the CPU exposes %s but /dev/kvm is not usable (load kvm_intel/kvm_amd or check permissions); only emulation works" % ext
+    else:
+        reason = "the CPU exposes no vmx or svm and /dev/kvm is not usable; only QEMU TCG software emulation is possible"
+    if qemu_ok is False:
+        return "none", reason + "; libvirt offers no qemu domain type either"
+    return "emulation", reason
+
+
+class HostCapabilities:
+    """Gathers the ``kvm_host`` facts. Not a Manager: it never changes anything."""
+
+    def __init__(self, client, probe=None, image_dir="/var/lib/libvirt/images",
+                 min_memory_mb=2048, min_disk_mb=10240, allow_emulation=False, host_arch=None):
+        self.client = client
+        self.probe = probe or HardwareProbe()
+        self.image_dir = image_dir
+        self.min_memory_mb = min_memory_mb
+        self.min_disk_mb = min_disk_mb
+        self.allow_emulation = allow_emulation
+        self.host_arch = host_arch or platform.machine()
+        self.warnings = []
+
+    def libvirt_facts(self):
+        """libvirt facts or None when a local daemon is not running."""
+        try:
+            self.client.open()
+        except ConnectionFailed as e:
+            if is_local_uri(self.client.uri) and _daemon_down(e):
+                self.warnings.append(
+                    "libvirt is not reachable at %s (%s): returning hardware facts only, libvirt facts are null"
+                    % (self.client.uri, e.msg))
+                return None
+            raise
+        version, hv_type, hv_version = self.client.versions()
+        caps = parse_capabilities(self.client.capabilities_xml(), self.host_arch)
+        domcaps = None
+        for vtype in ("kvm", "qemu"):
+            if vtype not in caps["domain_types"]:
+                continue
+            try:
+                # q35 is where UEFI secure boot is offered; fall back to the default machine.
+                xml = self.client.domain_capabilities_xml(arch=caps["arch"], machine="q35", virttype=vtype)
+            except VirtError:
+                xml = self.client.domain_capabilities_xml(arch=caps["arch"], virttype=vtype)
+            domcaps = parse_domain_capabilities(xml)
+            break
+        return {"version": version, "hypervisor": hv_type, "hypervisor_version": hv_version,
+                "caps": caps, "domcaps": domcaps}
+
+    def gather(self):
+        cpu = self.probe.cpuinfo()
+        modules = self.probe.kvm_modules()
+        cpu_facts = {
+            "vendor": cpu["vendor"],
+            "model": cpu["model"],
+            "count": cpu["count"],
+            "virt_extension": cpu["virt_extension"],
+            "nested": self.probe.nested(modules),
+            "arch": self.host_arch,
+            "flags_64bit": cpu["flags_64bit"],
+        }
+        kvm_ok, kvm_detail = self.probe.kvm_device()
+        memory_mb = self.probe.memory_mb()
+        free_mb, disk_path = free_disk_mb(self.image_dir)
+        lv = self.libvirt_facts()
+        domain_types = lv["caps"]["domain_types"] if lv else []
+        domcaps = (lv or {}).get("domcaps") or {}
+        virtualization, reason = classify(cpu, kvm_ok, domain_types, lv is not None)
+        facts = {
+            "virtualization": virtualization,
+            "virtualization_reason": reason,
+            "cpu": cpu_facts,
+            "kvm": {"device": kvm_ok, "device_detail": kvm_detail, "modules": modules},
+            "memory_mb": memory_mb,
+            "disk": {"path": disk_path, "free_mb": free_mb},
+            "libvirt": {
+                "version": lv["version"] if lv else None,
+                "hypervisor": lv["hypervisor"] if lv else None,
+                "hypervisor_version": lv["hypervisor_version"] if lv else None,
+                "uri": self.client.uri if lv else None,
+            },
+            "domain_types": domain_types if lv else None,
+            "firmware": {
+                "uefi": domcaps["firmware"]["uefi"] if domcaps else None,
+                "secure_boot": domcaps["firmware"]["secure_boot"] if domcaps else None,
+                "loaders": domcaps["firmware"]["loaders"] if domcaps else None,
+            },
+            "paravirt": {"virtio": domcaps.get("virtio") if domcaps else None},
+            "machine_types_default": domcaps.get("machine") if domcaps else None,
+            "emulator": domcaps.get("emulator") if domcaps else None,
+            "cpu_modes": domcaps.get("cpu_modes") if domcaps else None,
+            "cpu_models": domcaps.get("cpu_models") if domcaps else None,
+            "disk_buses": domcaps.get("disk_buses") if domcaps else None,
+            "tpm": domcaps.get("tpm") if domcaps else None,
+            "max_vcpus": domcaps.get("max_vcpus") if domcaps else None,
+        }
+        facts["requirements"] = self.requirements(facts, lv is not None)
+        facts["requirements_met"] = all(r["passed"] for r in facts["requirements"])
+        return facts
+
+    def requirements(self, facts, reachable):
+        cpu = facts["cpu"]
+        reqs = []
+
+        def add(name, passed, detail):
+            reqs.append({"name": name, "passed": bool(passed), "detail": detail})
+
+        add("64-bit CPU", cpu["flags_64bit"] or cpu["arch"] in ("x86_64", "aarch64", "ppc64le", "s390x"),
+            "CPU flag lm present" if cpu["flags_64bit"] else "architecture %s" % cpu["arch"])
+        hardware = facts["virtualization"] == "hardware"
+        if hardware:
+            add("hardware virtualization", True, facts["virtualization_reason"])
+        elif self.allow_emulation and facts["virtualization"] == "emulation":
+            add("hardware virtualization", True,
+                "not available, accepted because emulation is allowed: " + facts["virtualization_reason"])
+        else:
+            add("hardware virtualization", False, facts["virtualization_reason"])
+        kvm = facts["kvm"]
+        add("KVM device", kvm["device"] or (self.allow_emulation and not hardware),
+            kvm["device_detail"] + ("; loaded modules: %s" % ", ".join(kvm["modules"]) if kvm["modules"] else "; no kvm modules loaded"))
+        mem = facts["memory_mb"]
+        add("memory", mem is not None and mem >= self.min_memory_mb,
+            "%s MiB total, at least %d MiB required" % (mem, self.min_memory_mb))
+        disk = facts["disk"]
+        add("free disk", disk["free_mb"] is not None and disk["free_mb"] >= self.min_disk_mb,
+            "%s MiB free at %s, at least %d MiB required" % (disk["free_mb"], disk["path"], self.min_disk_mb))
+        if reachable:
+            add("libvirt reachable", True, "libvirt %s, %s %s at %s" % (
+                facts["libvirt"]["version"], facts["libvirt"]["hypervisor"],
+                facts["libvirt"]["hypervisor_version"], facts["libvirt"]["uri"]))
+            usable = [t for t in ("kvm", "qemu") if t in (facts["domain_types"] or [])]
+            add("guest domain types", bool(usable), "libvirt offers: %s" % (", ".join(facts["domain_types"]) or "none"))
+        else:
+            add("libvirt reachable", False, "libvirt is not reachable at %s: start libvirtd (or virtqemud)" % self.client.uri)
+        return reqs
+
+
+def _daemon_down(err):
+    text = (err.msg or "").lower()
+    return any(s in text for s in ("no such file or directory", "connection refused", "failed to connect socket",
+                                    "cannot connect", "socket"))

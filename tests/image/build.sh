@@ -1,0 +1,406 @@
+#!/usr/bin/env bash
+# Build the tiny test guest used by kvmops.virt's integration tests.
+#
+# Usage: tests/image/build.sh [OUTPUT_DIR]
+#   OUTPUT_DIR defaults to $KVMOPS_TEST_IMAGE_DIR, else <repo>/.cache/test-image
+#   (git-ignored). Set KVMOPS_TEST_IMAGE_FORCE=1 to rebuild even when cached.
+#
+# Nothing but Debian packages is downloaded:
+#   - the kernel of Debian's generic `linux-image-amd64` (the versioned package
+#     it depends on, fetched with `apt-get download`, unpacked with `dpkg -x`;
+#     not the -cloud- flavour, which has no AHCI driver for q35's SATA cdrom);
+#   - busybox from `busybox-static` (the installed /bin/busybox when it is the
+#     static build, else the package is fetched with `apt-get download`; the
+#     host is never changed).
+#
+# Outputs in OUTPUT_DIR:
+#   vmlinuz      the kernel, for direct kernel boot
+#   initrd.img   busybox initramfs (newc cpio, gzip) with the modules below
+#   base.qcow2   a small empty qcow2 (64 MiB virtual) to use as a backing
+#                "base image" in overlay/volume tests (guests never boot from it)
+#   modules.txt  the insmod order baked into the initramfs
+#   .stamp       build stamp; a re-run with a matching stamp is a no-op
+#
+# Boot it with direct kernel boot, cmdline `console=ttyS0 quiet`, serial console
+# to a file. The guest's /init prints these lines on the console:
+#   KVMOPS-TEST-GUEST BOOTED
+#   KVMOPS-TEST-GUEST KERNEL=<uname -r>
+#   KVMOPS-TEST-GUEST INSMOD-FAILED=<module>           (only on failure)
+#   KVMOPS-SEED FOUND DEV=<dev>                         (NoCloud seed, label cidata)
+#   KVMOPS-SEED META-DATA: <line>                       (each line of meta-data)
+#   KVMOPS-SEED INSTANCE-ID=<value>
+#   KVMOPS-SEED HOSTNAME=<value>                        (local-hostname / hostname)
+#   KVMOPS-SEED USERDATA-LINES=<n>                      (user-data is never printed,
+#   KVMOPS-SEED USERDATA-SHA256=<hex>                    it may hold passwords/keys)
+#   KVMOPS-SEED NETWORK-CONFIG: <line>                  (each line of network-config)
+#   KVMOPS-SEED NOT-FOUND                               (no seed after ~8 s)
+#   KVMOPS-TEST-GUEST NIC <if> MAC=<mac> IP=<addr|none> (one per ethN)
+#   KVMOPS-TEST-GUEST IP=<addr>                         (eth0's DHCP address)
+#   KVMOPS-TEST-GUEST DISKS=<vda sda sr0 ...>           (block devices, space separated)
+#   KVMOPS-TEST-GUEST ACPID=<started|unavailable>
+#   KVMOPS-TEST-GUEST READY
+# and afterwards, whenever the set of disks or NICs changes (hot-plug), a new
+#   KVMOPS-TEST-GUEST DISKS=...  /  KVMOPS-TEST-GUEST NICS=...  line.
+# On an ACPI power-button press (`virsh shutdown`, acpi mode) busybox acpid runs
+# /etc/acpi/PWRF/00000080, which prints `KVMOPS-TEST-GUEST POWEROFF` and powers
+# off at once (`poweroff -f`), so graceful shutdown takes about a second.
+# DHCP: `udhcpc` on each ethN, sending the seed's hostname (if any); it stays
+# in the background to renew the lease. There is no login, ssh or guest agent.
+set -euo pipefail
+
+SCRIPT_PATH=$(readlink -f "${BASH_SOURCE[0]}")
+SCRIPT_DIR=$(dirname "$SCRIPT_PATH")
+REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
+OUT=${1:-${KVMOPS_TEST_IMAGE_DIR:-$REPO_ROOT/.cache/test-image}}
+
+# Modules the guest loads, in a working order. The real order is computed from
+# each module's `depends=` at build time (dependencies first); modules that are
+# built into the kernel or absent are skipped.
+WANTED_MODULES=(
+  virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci
+  failover net_failover virtio_net
+  virtio_blk
+  scsi_common scsi_mod cdrom sr_mod sd_mod virtio_scsi
+  libata ata_piix libahci ahci
+  isofs
+  evdev button
+)
+BASE_QCOW2_SIZE=64M
+
+log() { printf 'build.sh: %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+SCRIPT_SHA=$(sha256sum "$SCRIPT_PATH" | cut -d' ' -f1)
+STAMP="$OUT/.stamp"
+
+is_fresh() {
+  [[ ${KVMOPS_TEST_IMAGE_FORCE:-0} != 1 ]] || return 1
+  [[ -s $OUT/vmlinuz && -s $OUT/initrd.img && -s $OUT/base.qcow2 && -f $STAMP ]] || return 1
+  grep -qx "script-sha256=$SCRIPT_SHA" "$STAMP"
+}
+
+if is_fresh; then
+  log "up to date: $OUT ($(grep '^kernel=' "$STAMP" || true))"
+  exit 0
+fi
+
+mkdir -p "$OUT"
+# Serialize concurrent builds into the same directory.
+exec 9>"$OUT/.lock"
+flock 9
+if is_fresh; then
+  log "up to date: $OUT (built by a concurrent run)"
+  exit 0
+fi
+
+for tool in apt-get apt-cache dpkg dpkg-deb gzip qemu-img sha256sum; do
+  command -v "$tool" >/dev/null || die "missing tool: $tool"
+done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/kvmops-test-image.XXXXXX")
+cleanup() { rm -rf "$WORK"; }
+trap cleanup EXIT
+chmod 755 "$WORK"
+mkdir -p "$WORK/debs"
+# apt-get download as root drops to _apt; let it write there (avoids a warning).
+if id _apt >/dev/null 2>&1; then chown _apt "$WORK/debs" 2>/dev/null || true; fi
+
+apt_download() { # PACKAGE -> prints the path of the downloaded .deb
+  local pkg=$1 deb
+  (cd "$WORK/debs" && apt-get download -q "$pkg" >&2) ||
+    die "apt-get download $pkg failed (stale package lists? run 'apt-get update')"
+  deb=$(find "$WORK/debs" -maxdepth 1 -name "${pkg}_*.deb" | sed -n 1p)
+  [[ -n $deb ]] || die "no .deb for $pkg after download"
+  printf '%s\n' "$deb"
+}
+
+# --- kernel -----------------------------------------------------------------
+KPKG=${KVMOPS_TEST_KERNEL_PKG:-}
+if [[ -z $KPKG ]]; then
+  KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null |
+    awk '!found && $1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ { print $2; found = 1 }' || true)
+  [[ -n $KPKG ]] || KPKG=$(apt-cache show linux-image-amd64 2>/dev/null |
+    sed -n 's/^Depends: .*\(linux-image-[0-9][^ ,]*\).*/\1/p' | sed -n 1p || true)
+fi
+[[ -n $KPKG ]] || die "cannot resolve the kernel package linux-image-amd64 depends on (run 'apt-get update')"
+case $KPKG in *cloud*) die "$KPKG is the -cloud- flavour (no AHCI); use the generic kernel" ;; esac
+log "kernel package: $KPKG"
+KDEB=$(apt_download "$KPKG")
+KDEB_VERSION=$(dpkg-deb -f "$KDEB" Version)
+mkdir -p "$WORK/kernel"
+dpkg -x "$KDEB" "$WORK/kernel"
+VMLINUZ=$(find "$WORK/kernel/boot" -maxdepth 1 -name 'vmlinuz-*' 2>/dev/null | sed -n 1p || true)
+[[ -n $VMLINUZ ]] || die "no /boot/vmlinuz-* in $KDEB"
+KVER=${VMLINUZ##*/vmlinuz-}
+MODDIR="$WORK/kernel/lib/modules/$KVER"
+[[ -d $MODDIR/kernel ]] || die "no modules directory for $KVER"
+log "kernel version: $KVER ($KDEB_VERSION)"
+
+# --- busybox ----------------------------------------------------------------
+is_static() { [[ -x $1 ]] && ! ldd "$1" >/dev/null 2>&1; }
+BUSYBOX=
+for cand in /bin/busybox /usr/bin/busybox; do
+  if is_static "$cand" && "$cand" --list 2>/dev/null | grep -qx udhcpc; then
+    BUSYBOX=$cand
+    break
+  fi
+done
+if [[ -z $BUSYBOX ]]; then
+  log "no static busybox installed; fetching busybox-static"
+  BBDEB=$(apt_download busybox-static)
+  mkdir -p "$WORK/bb"
+  dpkg -x "$BBDEB" "$WORK/bb"
+  BUSYBOX="$WORK/bb/bin/busybox"
+  is_static "$BUSYBOX" || die "busybox-static did not contain a static /bin/busybox"
+fi
+log "busybox: $BUSYBOX"
+BB_APPLETS=$("$BUSYBOX" --list)
+for applet in sh mount insmod udhcpc ip hostname sleep poweroff dd sha256sum; do
+  grep -qx "$applet" <<<"$BB_APPLETS" || die "busybox lacks applet: $applet"
+done
+
+# --- module dependency resolution --------------------------------------------
+declare -A MOD_FILE=()   # name (underscores) -> path
+while IFS= read -r -d '' f; do
+  b=${f##*/}
+  b=${b%%.ko*}
+  MOD_FILE[${b//-/_}]=$f
+done < <(find "$MODDIR/kernel" -name '*.ko*' -print0)
+
+ROOT="$WORK/root"
+mkdir -p "$ROOT"/{bin,sbin,usr/bin,usr/sbin,lib/modules,etc/acpi/PWRF,usr/share/udhcpc,proc,sys,dev,tmp,run,var/run,mnt/seed}
+
+mod_unpack() { # NAME -> writes $ROOT/lib/modules/NAME.ko
+  local name=$1 src=${MOD_FILE[$1]} dst="$ROOT/lib/modules/$1.ko"
+  case $src in
+    *.ko) cp "$src" "$dst" ;;
+    *.ko.xz) xz -dc "$src" >"$dst" ;;
+    *.ko.zst) zstd -qdc "$src" >"$dst" ;;
+    *.ko.gz) gzip -dc "$src" >"$dst" ;;
+    *) die "unknown module format: $src" ;;
+  esac
+}
+mod_depends() { # NAME -> dependency names, one per line
+  tr '\0' '\n' <"$ROOT/lib/modules/$1.ko" | sed -n 's/^depends=//p' | head -n1 | tr ',' '\n' |
+    sed '/^$/d; s/-/_/g'
+}
+is_builtin() { grep -q "/$1\.ko" "$MODDIR/modules.builtin" 2>/dev/null; }
+
+declare -A MOD_STATE=()   # name -> visiting|done|skip
+ORDER=()
+resolve() {
+  local name=$1 dep
+  case ${MOD_STATE[$name]:-} in
+    done | skip) return 0 ;;
+    visiting) die "module dependency cycle at $name" ;;
+  esac
+  if [[ -z ${MOD_FILE[$name]:-} ]]; then
+    if is_builtin "$name"; then log "module $name: built into the kernel"; else log "module $name: not in this kernel, skipped"; fi
+    MOD_STATE[$name]=skip
+    return 0
+  fi
+  MOD_STATE[$name]=visiting
+  mod_unpack "$name"
+  while IFS= read -r dep; do resolve "$dep"; done < <(mod_depends "$name")
+  MOD_STATE[$name]=done
+  ORDER+=("$name")
+}
+for m in "${WANTED_MODULES[@]}"; do resolve "$m"; done
+printf '%s\n' "${ORDER[@]}" >"$ROOT/etc/modules"
+log "insmod order: ${ORDER[*]}"
+
+# --- initramfs ----------------------------------------------------------------
+cp "$BUSYBOX" "$ROOT/bin/busybox"
+chmod 755 "$ROOT/bin/busybox"
+ln -s busybox "$ROOT/bin/sh"
+
+cat >"$ROOT/init" <<'EOF_INIT'
+#!/bin/busybox sh
+# kvmops.virt test guest /init (generated by tests/image/build.sh)
+/bin/busybox --install -s
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null || { mount -t tmpfs tmpfs /dev; mdev -s; }
+mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+exec </dev/console >/dev/console 2>&1
+echo 1 >/proc/sys/kernel/printk 2>/dev/null || true
+hostname kvmops-test-guest
+
+say() { echo "$*"; }
+say "KVMOPS-TEST-GUEST BOOTED"
+say "KVMOPS-TEST-GUEST KERNEL=$(uname -r)"
+
+while read -r m; do
+  [ -n "$m" ] || continue
+  insmod "/lib/modules/$m.ko" || say "KVMOPS-TEST-GUEST INSMOD-FAILED=$m"
+done </etc/modules
+
+# ACPI power button -> poweroff (busybox acpid reads /dev/input/event*)
+if command -v acpid >/dev/null && ls /dev/input/event* >/dev/null 2>&1; then
+  acpid -c /etc/acpi -l /tmp/acpid.log && say "KVMOPS-TEST-GUEST ACPID=started" ||
+    say "KVMOPS-TEST-GUEST ACPID=unavailable"
+else
+  say "KVMOPS-TEST-GUEST ACPID=unavailable"
+fi
+
+list_disks() {
+  for d in /sys/block/*; do
+    n=${d##*/}
+    case $n in loop* | ram* | zram*) continue ;; esac
+    printf '%s ' "$n"
+  done
+}
+list_nics() {
+  for d in /sys/class/net/*; do
+    n=${d##*/}
+    [ "$n" = lo ] && continue
+    printf '%s ' "$n"
+  done
+}
+
+# --- NoCloud seed (filesystem label cidata) ---
+seed_label() { # DEV -> ISO9660 volume id
+  dd if="$1" bs=2048 skip=16 count=1 2>/dev/null | dd bs=1 skip=40 count=32 2>/dev/null | tr -d ' \000'
+}
+SEED_DEV=
+i=0
+while [ $i -lt 40 ] && [ -z "$SEED_DEV" ]; do
+  for dev in /dev/sr* /dev/vd* /dev/sd* /dev/hd*; do
+    [ -b "$dev" ] || continue
+    case $(seed_label "$dev") in
+      cidata | CIDATA)
+        if mount -t iso9660 -o ro "$dev" /mnt/seed 2>/dev/null; then SEED_DEV=$dev; break; fi ;;
+    esac
+  done
+  [ -n "$SEED_DEV" ] && break
+  i=$((i + 1))
+  sleep 0.2
+done
+HOSTNAME_FROM_SEED=
+if [ -n "$SEED_DEV" ]; then
+  say "KVMOPS-SEED FOUND DEV=$SEED_DEV"
+  if [ -f /mnt/seed/meta-data ]; then
+    while IFS= read -r line || [ -n "$line" ]; do say "KVMOPS-SEED META-DATA: $line"; done </mnt/seed/meta-data
+    val() { # KEY -> value from YAML `key: value` or JSON `"key": "value"`
+      sed -n "s/^[[:space:]{]*[\"']\{0,1\}$1[\"']\{0,1\}[[:space:]]*:[[:space:]]*//p" /mnt/seed/meta-data |
+        head -n1 | sed "s/[[:space:]]*[,}][[:space:]]*\$//; s/^[\"']//; s/[\"']\$//; s/[[:space:]]*\$//"
+    }
+    IID=$(val instance-id)
+    [ -n "$IID" ] && say "KVMOPS-SEED INSTANCE-ID=$IID"
+    HOSTNAME_FROM_SEED=$(val local-hostname)
+    [ -n "$HOSTNAME_FROM_SEED" ] || HOSTNAME_FROM_SEED=$(val hostname)
+  fi
+  if [ -f /mnt/seed/user-data ]; then
+    say "KVMOPS-SEED USERDATA-LINES=$(wc -l </mnt/seed/user-data)"
+    say "KVMOPS-SEED USERDATA-SHA256=$(sha256sum </mnt/seed/user-data | cut -d' ' -f1)"
+  fi
+  if [ -f /mnt/seed/network-config ]; then
+    while IFS= read -r line || [ -n "$line" ]; do say "KVMOPS-SEED NETWORK-CONFIG: $line"; done </mnt/seed/network-config
+  fi
+else
+  say "KVMOPS-SEED NOT-FOUND"
+fi
+if [ -n "$HOSTNAME_FROM_SEED" ]; then
+  hostname "$HOSTNAME_FROM_SEED"
+  say "KVMOPS-SEED HOSTNAME=$HOSTNAME_FROM_SEED"
+fi
+
+# --- network: DHCP on every ethN ---
+ip link set lo up
+HOSTOPT=
+[ -n "$HOSTNAME_FROM_SEED" ] && HOSTOPT="-x hostname:$HOSTNAME_FROM_SEED"
+for d in /sys/class/net/eth*; do
+  [ -e "$d" ] || continue
+  ifc=${d##*/}
+  ip link set "$ifc" up
+  # -b: go to background after the lease (or after the retries); keeps renewing
+  udhcpc -i "$ifc" -b -t 8 -T 2 -A 3 -p "/run/udhcpc.$ifc.pid" $HOSTOPT >/tmp/udhcpc.$ifc.log 2>&1
+done
+for d in /sys/class/net/eth*; do
+  [ -e "$d" ] || continue
+  ifc=${d##*/}
+  addr=$(ip -4 -o addr show dev "$ifc" | sed -n 's/.* inet \([0-9.]*\)\/.*/\1/p' | head -n1)
+  say "KVMOPS-TEST-GUEST NIC $ifc MAC=$(cat "$d/address") IP=${addr:-none}"
+  [ "$ifc" = eth0 ] && [ -n "$addr" ] && say "KVMOPS-TEST-GUEST IP=$addr"
+done
+
+DISKS=$(list_disks)
+NICS=$(list_nics)
+say "KVMOPS-TEST-GUEST DISKS=$DISKS"
+say "KVMOPS-TEST-GUEST NICS=$NICS"
+say "KVMOPS-TEST-GUEST READY"
+
+# PID 1 must not exit. Report hot-plugged disks/NICs.
+while true; do
+  sleep 2
+  d=$(list_disks)
+  [ "$d" != "$DISKS" ] && DISKS=$d && say "KVMOPS-TEST-GUEST DISKS=$DISKS"
+  n=$(list_nics)
+  [ "$n" != "$NICS" ] && NICS=$n && say "KVMOPS-TEST-GUEST NICS=$NICS"
+done
+EOF_INIT
+chmod 755 "$ROOT/init"
+
+cat >"$ROOT/usr/share/udhcpc/default.script" <<'EOF_DHCP'
+#!/bin/sh
+# udhcpc hook: configure the leased address (busybox udhcpc env variables)
+case "$1" in
+  deconfig)
+    ip -4 addr flush dev "$interface" 2>/dev/null
+    ip link set "$interface" up
+    ;;
+  bound | renew)
+    ip -4 addr flush dev "$interface" 2>/dev/null
+    ip addr add "$ip/${mask:-24}" ${broadcast:+broadcast "$broadcast"} dev "$interface"
+    if [ -n "$router" ]; then
+      for r in $router; do ip route replace default via "$r" dev "$interface" && break; done
+    fi
+    : >/etc/resolv.conf
+    for s in $dns; do echo "nameserver $s" >>/etc/resolv.conf; done
+    ;;
+esac
+exit 0
+EOF_DHCP
+chmod 755 "$ROOT/usr/share/udhcpc/default.script"
+
+cat >"$ROOT/etc/acpi/PWRF/00000080" <<'EOF_ACPI'
+#!/bin/sh
+echo "KVMOPS-TEST-GUEST POWEROFF" >/dev/console
+sync
+poweroff -f
+EOF_ACPI
+chmod 755 "$ROOT/etc/acpi/PWRF/00000080"
+echo kvmops-test-guest >"$ROOT/etc/hostname"
+printf 'root:x:0:0:root:/root:/bin/sh\n' >"$ROOT/etc/passwd"
+printf 'root:x:0:\n' >"$ROOT/etc/group"
+
+if command -v cpio >/dev/null; then
+  CPIO=(cpio --quiet -o -H newc -R 0:0)
+else
+  CPIO=("$BUSYBOX" cpio -o -H newc -R 0:0)
+fi
+(cd "$ROOT" && find . -mindepth 1 | LC_ALL=C sort | "${CPIO[@]}") | gzip -9n >"$WORK/initrd.img"
+
+# --- base image -----------------------------------------------------------------
+qemu-img create -q -f qcow2 "$WORK/base.qcow2" "$BASE_QCOW2_SIZE"
+
+# --- install ------------------------------------------------------------------
+cp "$VMLINUZ" "$WORK/vmlinuz"
+printf '%s\n' "${ORDER[@]}" >"$WORK/modules.txt"
+rm -f "$STAMP"
+for f in vmlinuz initrd.img base.qcow2 modules.txt; do
+  chmod 644 "$WORK/$f"
+  mv -f "$WORK/$f" "$OUT/$f"
+done
+{
+  echo "script-sha256=$SCRIPT_SHA"
+  echo "kernel=$KVER"
+  echo "kernel-package=$KPKG=$KDEB_VERSION"
+  echo "busybox=$("$BUSYBOX" 2>&1 | sed -n 1p || true)"
+  echo "modules=${ORDER[*]}"
+} >"$STAMP.tmp"
+mv -f "$STAMP.tmp" "$STAMP"
+log "built $OUT: vmlinuz initrd.img base.qcow2 (kernel $KVER)"
