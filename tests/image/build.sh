@@ -317,13 +317,16 @@ for d in /sys/class/net/eth*; do
   ifc=${d##*/}
   ip link set "$ifc" up
   # -b: go to background after the lease (or after the retries); keeps renewing
-  udhcpc -i "$ifc" -b -t 8 -T 2 -A 3 -p "/run/udhcpc.$ifc.pid" $HOSTOPT >/tmp/udhcpc.$ifc.log 2>&1
+  udhcpc -i "$ifc" -s /usr/share/udhcpc/default.script -b -t 8 -T 2 -A 3 -p "/run/udhcpc.$ifc.pid" $HOSTOPT >/tmp/udhcpc.$ifc.log 2>&1
 done
 for d in /sys/class/net/eth*; do
   [ -e "$d" ] || continue
   ifc=${d##*/}
   addr=$(ip -4 -o addr show dev "$ifc" | sed -n 's/.* inet \([0-9.]*\)\/.*/\1/p' | head -n1)
   say "KVMOPS-TEST-GUEST NIC $ifc MAC=$(cat "$d/address") IP=${addr:-none}"
+  if [ -z "$addr" ]; then
+    while IFS= read -r line; do say "KVMOPS-TEST-GUEST DHCP-LOG $ifc: $line"; done <"/tmp/udhcpc.$ifc.log"
+  fi
   [ "$ifc" = eth0 ] && [ -n "$addr" ] && say "KVMOPS-TEST-GUEST IP=$addr"
 done
 
@@ -347,6 +350,8 @@ chmod 755 "$ROOT/init"
 cat >"$ROOT/usr/share/udhcpc/default.script" <<'EOF_DHCP'
 #!/bin/sh
 # udhcpc hook: configure the leased address (busybox udhcpc env variables)
+exec >>"/tmp/udhcpc.$interface.log" 2>&1
+echo "udhcpc script: $1 ip=$ip mask=$mask router=$router"
 case "$1" in
   deconfig)
     ip -4 addr flush dev "$interface" 2>/dev/null
@@ -365,6 +370,9 @@ esac
 exit 0
 EOF_DHCP
 chmod 755 "$ROOT/usr/share/udhcpc/default.script"
+# Debian's busybox looks for /etc/udhcpc/default.script (upstream: /usr/share/udhcpc/)
+mkdir -p "$ROOT/etc/udhcpc"
+ln -s ../../usr/share/udhcpc/default.script "$ROOT/etc/udhcpc/default.script"
 
 cat >"$ROOT/etc/acpi/PWRF/00000080" <<'EOF_ACPI'
 #!/bin/sh

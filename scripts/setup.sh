@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Prepare this machine for kvmops.virt development, tests and the main job.
+# Idempotent: installs only what is missing, starts only what is not running.
+#   - system packages (apt on Debian/Ubuntu)
+#   - libvirt daemons (systemd where it runs, else started directly)
+#   - .venv (toolchain) and .venv-units (ansible-test units, without pytest-ansible)
+#   - ansible-test's pip bootstrap stand-in (its download host is not reachable offline)
+#   - the test guest image (kernel + busybox initramfs from Debian packages)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+log() { printf '==> %s\n' "$*"; }
+
+PYTHON="${KVMOPS_PYTHON:-}"
+if [ -z "$PYTHON" ]; then
+  for candidate in /root/.pyenv/versions/3.13.0/bin/python3.13 "$(command -v python3.13 || true)" \
+                   /root/.pyenv/versions/3.12.1/bin/python3.12 "$(command -v python3.12 || true)"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then PYTHON="$candidate"; break; fi
+  done
+fi
+[ -n "$PYTHON" ] || { echo "Python 3.13 or 3.12 is required" >&2; exit 1; }
+
+# -- system packages ----------------------------------------------------------
+APT_PACKAGES=(
+  libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
+  qemu-system-x86 qemu-utils dnsmasq-base ovmf cpio busybox-static
+  genisoimage lvm2 e2fsprogs iproute2 iptables nftables xz-utils git
+)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing system packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# -- libvirt daemons ----------------------------------------------------------
+if [ -d /run/systemd/system ]; then
+  systemctl enable --now virtlogd.socket libvirtd.service >/dev/null 2>&1 || systemctl start libvirtd
+else
+  # No systemd here: start the daemons directly, once.
+  pgrep -x virtlogd >/dev/null || { log "starting virtlogd"; virtlogd -d; }
+  pgrep -x libvirtd >/dev/null || { log "starting libvirtd"; libvirtd -d; }
+fi
+for _ in $(seq 1 30); do
+  virsh -c qemu:///system version >/dev/null 2>&1 && break
+  sleep 1
+done
+virsh -c qemu:///system version >/dev/null
+
+# -- Python environments ------------------------------------------------------
+make_venv() {  # make_venv DIR REQUIREMENTS
+  local dir="$1" req="$2" stamp
+  stamp="$(sha256sum "$req" | cut -c1-16)"
+  if [ -f "$dir/.kvmops-stamp" ] && [ "$(cat "$dir/.kvmops-stamp")" = "$stamp" ]; then return 0; fi
+  log "creating $dir from $req"
+  rm -rf "$dir"
+  "$PYTHON" -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check -U pip
+  "$dir/bin/pip" install -q --disable-pip-version-check -r "$req"
+  echo "$stamp" > "$dir/.kvmops-stamp"
+}
+make_venv .venv requirements-dev.txt
+make_venv .venv-units requirements-units.txt
+
+# ansible-test bootstraps pip in its sanity venvs with a script it downloads
+# from a host that is not reachable here; this stand-in uses ensurepip instead.
+PIP_VERSION="$(sed -n "s/^ *pip='\([0-9.]*\)',.*/\1/p" .venv/lib/python3.*/site-packages/ansible_test/_internal/python_requirements.py | head -n1)"
+if [ -n "$PIP_VERSION" ]; then
+  mkdir -p "$HOME/.ansible/test/cache"
+  cat > "$HOME/.ansible/test/cache/get_pip_${PIP_VERSION//./_}.py" <<'PY'
+"""Offline stand-in for get-pip.py: bootstrap with ensurepip, then install the requested packages."""
+import subprocess
+import sys
+
+subprocess.check_call([sys.executable, "-m", "ensurepip", "--upgrade", "--default-pip"], stdout=subprocess.DEVNULL)
+args = [a for a in sys.argv[1:] if a not in ("--no-setuptools", "--no-wheel")]
+subprocess.check_call([sys.executable, "-m", "pip", "install"] + args)
+PY
+fi
+
+# -- test guest image ------------------------------------------------------------
+if [ -x tests/image/build.sh ]; then
+  bash tests/image/build.sh
+fi
+log "setup complete"

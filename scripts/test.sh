@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# Set everything up and run the kvmops.virt test suite.
+#   scripts/test.sh                 all stages
+#   scripts/test.sh STAGE [ARGS]    one stage: changelog lint sanity units integration pytest molecule docs
+# Integration stages use the live qemu:///system daemon on this machine.
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+export ANSIBLE_NOCOLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
+export ANSIBLE_COLLECTIONS_PATH="$REPO/.cache/collections"
+export KVMOPS_REPO="$REPO"
+export KVMOPS_TEST_IMAGE_DIR="${KVMOPS_TEST_IMAGE_DIR:-$REPO/.cache/test-image}"
+
+if [ "${KVMOPS_SKIP_SETUP:-0}" != 1 ]; then
+  bash scripts/setup.sh || { echo "setup failed"; exit 1; }
+fi
+VENV="$REPO/.venv/bin"
+UNITS_VENV="$REPO/.venv-units/bin"
+
+# The runtime collection path points at this checkout.
+mkdir -p "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kvmops"
+ln -sfn "$REPO" "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kvmops/virt"
+
+# ansible-test needs the collection at .../ansible_collections/kvmops/virt and
+# only looks at its files; copy what git tracks (plus new, not ignored files).
+# Each run gets its own copy so that concurrent runs do not clobber each other.
+ANSIBLE_TEST_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/kvmops-virt-ansible-test.XXXXXX")"
+trap 'rm -rf "$ANSIBLE_TEST_ROOT"' EXIT
+ATC="$ANSIBLE_TEST_ROOT/ansible_collections/kvmops/virt"
+sync_ansible_test_copy() {
+  rm -rf "$ATC"
+  mkdir -p "$ATC"
+  git ls-files -co --exclude-standard -z | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
+    | tar --null -cf - -T - | tar -xf - -C "$ATC"
+}
+
+declare -A STAGE_RESULT=()
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+record() {  # record STAGE PASSED FAILED
+  STAGE_RESULT[$1]="$2 passed, $3 failed"
+  TOTAL_PASSED=$((TOTAL_PASSED + $2))
+  TOTAL_FAILED=$((TOTAL_FAILED + $3))
+}
+# Counts from a pytest-style summary line ("3 failed, 12 passed, 1 skipped in 2.0s").
+pytest_counts() {  # pytest_counts LOG -> "passed failed"
+  local line p f e
+  line="$(grep -E '(passed|failed|error)' "$1" | grep -E '^(=+ )?[0-9]+ (passed|failed|error)' | tail -n1)"
+  p="$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+' || echo 0)"
+  f="$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+' || echo 0)"
+  e="$(grep -oE '[0-9]+ errors?' <<<"$line" | grep -oE '[0-9]+' || echo 0)"
+  echo "${p:-0} $(( ${f:-0} + ${e:-0} ))"
+}
+LOGDIR="$REPO/tests/output/logs"
+mkdir -p "$LOGDIR"
+
+stage_changelog() {
+  "$VENV/antsibull-changelog" lint && record changelog 1 0 || record changelog 0 1
+}
+
+stage_lint() {
+  "$VENV/ansible-lint" --profile production --offline -q && record ansible-lint 1 0 || record ansible-lint 0 1
+}
+
+stage_sanity() {
+  sync_ansible_test_copy
+  local log="$LOGDIR/sanity.log"
+  (cd "$ATC" && "$VENV/ansible-test" sanity --venv --python 3.13 "$@") 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local run fail
+  run="$(grep -cE '^Running sanity test' "$log")"
+  fail="$(grep -cE '^ERROR: Found [0-9]+ .* issue' "$log")"
+  [ "$rc" -ne 0 ] && [ "$fail" -eq 0 ] && fail=1
+  record sanity "$((run - fail))" "$fail"
+}
+
+stage_units() {
+  sync_ansible_test_copy
+  local log="$LOGDIR/units.log"
+  (cd "$ATC" && "$UNITS_VENV/ansible-test" units --python 3.13 "$@") 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  read -r p f < <(pytest_counts "$log")
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  record units "$p" "$f"
+}
+
+stage_integration() {
+  sync_ansible_test_copy
+  local log="$LOGDIR/integration.log"
+  (cd "$ATC" && "$VENV/ansible-test" integration --allow-destructive --python 3.13 "$@") 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  local run
+  run="$(grep -cE '^Running [a-z0-9_]+ integration test role' "$log")"
+  if [ "$rc" -eq 0 ]; then record integration "$run" 0; else record integration "$((run > 0 ? run - 1 : 0))" 1; fi
+}
+
+stage_pytest() {
+  local log="$LOGDIR/pytest.log"
+  "$VENV/pytest" -p no:cacheprovider tests/pytest "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  read -r p f < <(pytest_counts "$log")
+  [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ] && [ "$f" -eq 0 ] && f=1
+  record pytest "$p" "$f"
+}
+
+stage_molecule() {
+  [ -d extensions/molecule ] || { record molecule 0 0; return; }
+  local passed=0 failed=0 scenario
+  for scenario in $(ls extensions/molecule | grep -v '^config'); do
+    [ -f "extensions/molecule/$scenario/molecule.yml" ] || continue
+    if (cd extensions && "$VENV/molecule" test -s "$scenario"); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+  done
+  record molecule "$passed" "$failed"
+}
+
+stage_docs() {
+  [ -x scripts/build-docs.sh ] || { record docs 0 0; return; }
+  bash scripts/build-docs.sh && record docs 1 0 || record docs 0 1
+}
+
+ALL_STAGES=(changelog lint sanity units pytest integration molecule docs)
+if [ $# -gt 0 ]; then
+  stage="$1"; shift
+  "stage_$stage" "$@"
+else
+  for stage in "${ALL_STAGES[@]}"; do
+    echo "######## stage: $stage"
+    "stage_$stage"
+  done
+fi
+
+echo
+echo "######## summary"
+for stage in "${!STAGE_RESULT[@]}"; do printf '%-14s %s\n' "$stage" "${STAGE_RESULT[$stage]}"; done | sort
+echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+[ "$TOTAL_FAILED" -eq 0 ]
