@@ -10,6 +10,8 @@ cd "$REPO"
 export ANSIBLE_NOCOLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
 export ANSIBLE_COLLECTIONS_PATH="$REPO/.cache/collections"
 export KVMOPS_REPO="$REPO"
+# Tests that stop or restart libvirtd run in the full suite, which runs alone.
+export KVMOPS_TEST_DISRUPTIVE="${KVMOPS_TEST_DISRUPTIVE:-$([ $# -eq 0 ] && echo 1 || echo 0)}"
 export KVMOPS_TEST_IMAGE_DIR="${KVMOPS_TEST_IMAGE_DIR:-$REPO/.cache/test-image}"
 
 if [ "${KVMOPS_SKIP_SETUP:-0}" != 1 ]; then

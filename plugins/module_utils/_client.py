@@ -107,6 +107,7 @@ class LibvirtClient:
                 code=e.get_error_code(),
                 uri=self.uri,
                 option="uri",
+                details={"daemon_unreachable": _is_socket_failure(e)},
             )
         if self._conn is None:  # older bindings return None instead of raising
             raise ConnectionFailed("cannot connect to libvirt at uri '%s'" % self.uri, uri=self.uri, option="uri")
@@ -228,6 +229,15 @@ def _version_string(number):
     major, rest = divmod(int(number), 1000000)
     minor, micro = divmod(rest, 1000)
     return "%d.%d.%d" % (major, minor, micro)
+
+
+def _is_socket_failure(err):
+    """True when the daemon's socket could not be reached (daemon not running)."""
+    return (
+        err.get_error_code() == libvirt.VIR_ERR_SYSTEM_ERROR
+        and err.get_error_domain() == libvirt.VIR_FROM_RPC
+        and "connect socket" in _message(err).lower()
+    )
 
 
 def _message(err):

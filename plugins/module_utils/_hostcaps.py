@@ -224,7 +224,7 @@ class HostCapabilities:
         try:
             self.client.open()
         except ConnectionFailed as e:
-            if is_local_uri(self.client.uri) and _daemon_down(e):
+            if is_local_uri(self.client.uri) and e.details.get("daemon_unreachable"):
                 self.warnings.append(
                     "libvirt is not reachable at %s (%s): returning hardware facts only, libvirt facts are null"
                     % (self.client.uri, e.msg))
@@ -332,9 +332,3 @@ class HostCapabilities:
         else:
             add("libvirt reachable", False, "libvirt is not reachable at %s: start libvirtd (or virtqemud)" % self.client.uri)
         return reqs
-
-
-def _daemon_down(err):
-    text = (err.msg or "").lower()
-    return any(s in text for s in ("no such file or directory", "connection refused", "failed to connect socket",
-                                    "cannot connect", "socket"))
