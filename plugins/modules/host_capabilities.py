@@ -13,8 +13,8 @@ description:
   - Reports whether a host can run virtual machines and how, as C(ansible_facts.kvm_host).
   - Hardware facts come from C(/proc/cpuinfo), C(/dev/kvm), the loaded kernel modules,
     C(/sys/module/kvm_*/parameters/nested), memory and the free space of the image directory.
-  - libvirt facts come from the capabilities and domain capabilities of the hypervisor at O(uri):
-    domain types, UEFI and secure boot firmware, CPU modes and models, disk buses, TPM and virtio.
+  - libvirt facts come from the capabilities and domain capabilities of the hypervisor at O(uri),
+    namely domain types, UEFI and secure boot firmware, CPU modes and models, disk buses, TPM and virtio.
   - Without a reachable local libvirt daemon the module still returns the hardware facts,
     with the libvirt keys set to V(null), and a warning. A remote or malformed O(uri) that
     cannot be reached fails with a message naming the URI.
@@ -23,7 +23,7 @@ description:
     (for example one provided by a software KVM backend in a nested cloud instance)
     is reported as it is, and the host is classified as V(emulation).
 author:
-  - kvmops.virt maintainers
+  - kvmops.virt maintainers (@kvmops)
 options:
   allow_emulation:
     description:
@@ -49,9 +49,11 @@ extends_documentation_fragment:
 attributes:
   facts:
     support: full
+    description: Returns C(ansible_facts.kvm_host).
   platform:
     platforms: posix
     support: full
+    description: Runs on the virtualization host, or on any host for a remote O(uri) (hardware facts are then those of the host running the module).
 notes:
   - The module never changes the host and always reports C(changed=false).
 seealso:
