@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Set everything up and run the main job on this machine:
+# prepare this host for KVM/libvirt and deploy a demo guest on the local libvirt.
+#   scripts/main.sh            run it (re-running changes nothing)
+#   scripts/main.sh cleanup    remove what the main job created
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+bash scripts/setup.sh
+export ANSIBLE_COLLECTIONS_PATH="$REPO/.cache/collections"
+mkdir -p "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kvmops"
+ln -sfn "$REPO" "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kvmops/virt"
+export KVMOPS_TEST_IMAGE_DIR="${KVMOPS_TEST_IMAGE_DIR:-$REPO/.cache/test-image}"
+export ANSIBLE_PYTHON_INTERPRETER="$REPO/.venv/bin/python"
+
+if [ "${1:-}" = cleanup ]; then
+  exec "$REPO/.venv/bin/ansible-playbook" -i localhost, -c local playbooks/main_cleanup.yml
+fi
+if [ -f playbooks/main.yml ]; then
+  exec "$REPO/.venv/bin/ansible-playbook" -i localhost, -c local playbooks/main.yml
+fi
+exec "$REPO/.venv/bin/ansible-playbook" -i localhost, -c local kvmops.virt.check_host
