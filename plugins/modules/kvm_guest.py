@@ -1,0 +1,591 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: kvmops.virt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: kvm_guest
+short_description: Define, update, power and remove KVM/libvirt guests
+version_added: 0.1.0
+description:
+  - Manages a libvirt guest (domain) from structured options (memory, vCPUs, firmware, disks,
+    interfaces, graphics, serial console log, direct kernel boot and a cloud-init seed), with an
+    O(xml) option for anything the options do not model.
+  - Only what you specify is compared with the existing guest, after normalizing it (sizes, MAC
+    addresses, machine type aliases). What libvirt added (the UUID, generated MACs, PCI addresses,
+    controllers) is kept and never counts as a change, so a second run reports no change, and the
+    diff of a check-mode run equals the diff of the real run.
+  - An existing guest is updated in place with a new persistent definition, never undefined and
+    redefined. On a running guest, what can change live is applied live as well (see O(memory),
+    O(vcpus), O(disks), O(interfaces)). Everything else takes effect at the next boot and is
+    reported with RV(reboot_required) and RV(guest.pending_changes).
+  - Disks that do not exist yet are created from O(disks[].size), optionally as thin overlays of a
+    base image (O(disks[].backing_volume)), and recorded in the guest's C(<metadata>) so that
+    O(remove_storage) deletes exactly those volumes and nothing else.
+author:
+  - kvmops.virt maintainers
+options:
+  name:
+    description:
+      - Name of the guest.
+      - XML metacharacters (C(< > & ' ")), C(/) and control characters are refused.
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) defines the guest (or updates its definition) and leaves its power state alone;
+        a new guest stays shut off.
+      - V(running) defines and starts the guest; a paused guest is resumed.
+      - V(shutdown) sends an ACPI power-button request and waits up to O(wait_timeout) seconds for the guest
+        to be off. If it is still on, the task fails, unless O(force=true), which then powers it off.
+      - V(paused) pauses the guest (starting it paused when it is off).
+      - V(absent) shuts the guest down like V(shutdown) and undefines it with its NVRAM, TPM state,
+        managed save image and snapshot and checkpoint metadata. Its disks are kept unless O(remove_storage=true).
+        A guest that does not exist is a no-op.
+    type: str
+    choices: [present, running, shutdown, paused, absent]
+    default: running
+  memory:
+    description:
+      - Memory of the guest, an integer in MiB or a size with a unit (V(512MiB), V(2GiB), V(1G)).
+      - Required to define a new guest (unless O(xml) has C(<memory>)).
+      - On a running guest, a value up to the guest's maximum memory is applied live (balloon) and persistently.
+        A larger value raises the maximum, which needs a reboot.
+    type: raw
+  max_memory:
+    description:
+      - Maximum memory of the guest (the boot-time memory that O(memory) can grow to without a reboot).
+      - Defaults to O(memory) for a new guest. On an existing guest it is kept, and raised when O(memory) exceeds it.
+      - Changing it takes effect at the next boot.
+    type: raw
+  vcpus:
+    description:
+      - Number of virtual CPUs. Defaults to 1 for a new guest.
+      - On a running guest, a value up to O(max_vcpus) is applied live (CPU hot-plug) and persistently.
+    type: int
+  max_vcpus:
+    description:
+      - Maximum number of virtual CPUs; defaults to O(vcpus) for a new guest, and is raised when O(vcpus) exceeds it.
+      - Changing it takes effect at the next boot.
+    type: int
+  virt_type:
+    description:
+      - V(kvm) for hardware-assisted virtualization, V(qemu) for software emulation (TCG; slow, for CI and labs).
+      - A new guest gets V(kvm) when not set; an existing guest keeps its type.
+    type: str
+    choices: [kvm, qemu]
+  machine:
+    description:
+      - Machine type, such as V(q35), V(pc) or V(pc-q35-7.2). Aliases are compared by the machine they stand for.
+      - A new guest gets V(q35) when not set. The chipset (q35 or i440fx) of an existing guest cannot be changed.
+    type: str
+  cpu_mode:
+    description:
+      - Guest CPU mode. V(host-passthrough) is not available with O(virt_type=qemu).
+    type: str
+    choices: [host-passthrough, host-model, custom, maximum]
+  cpu_model:
+    description:
+      - CPU model name with O(cpu_mode=custom), such as V(Skylake-Server) or V(qemu64).
+    type: str
+  firmware:
+    description:
+      - V(bios) or V(uefi). With V(uefi), libvirt picks the firmware (OVMF) and creates the NVRAM.
+      - A new guest gets V(bios) when not set. A firmware change of an existing guest takes effect at the next boot.
+    type: str
+    choices: [bios, uefi]
+  secure_boot:
+    description:
+      - UEFI secure boot with enrolled keys. Needs O(firmware=uefi) and a q35 machine type; turns SMM on.
+    type: bool
+  boot:
+    description:
+      - Direct kernel boot. Paths are paths on the libvirt host, readable by QEMU.
+    type: dict
+    suboptions:
+      kernel:
+        description:
+          - Kernel image. An empty string removes direct kernel boot (kernel, initrd and command line).
+        type: str
+      initrd:
+        description: Initial ramdisk.
+        type: str
+      cmdline:
+        description: Kernel command line, such as V(console=ttyS0).
+        type: str
+  disks:
+    description:
+      - The disks and cdroms of the guest, in order. When set, it is the complete list; disks of the
+        guest that it does not name are detached (never deleted). The cloud-init seed cdrom and disks
+        defined in O(xml) are managed separately and kept.
+      - Each disk is identified by its O(disks[].target); a disk without a target matches the existing
+        disk with the same source, or gets the first free target of its bus.
+      - On a running guest, virtio and SCSI disks are attached and detached live; other buses (SATA, IDE)
+        take effect at the next boot.
+    type: list
+    elements: dict
+    suboptions:
+      pool:
+        description: Storage pool of the volume (with O(disks[].volume)).
+        type: str
+      volume:
+        description: Volume name in O(disks[].pool).
+        type: str
+      path:
+        description:
+          - Absolute path of an image file or block device on the libvirt host, instead of O(disks[].pool) and O(disks[].volume).
+          - When it does not exist and O(disks[].size) is given, it is created as a volume of the storage pool whose directory holds it.
+      type: str
+      size:
+        description:
+          - Capacity of a disk to create when the volume does not exist yet, in bytes or with a unit (V(10GiB)).
+          - Only used to create the disk; an existing volume is never resized.
+        type: raw
+      backing_volume:
+        description:
+          - Create the disk as a thin qcow2 overlay of this base image (a volume of the same pool, or an absolute path).
+            The base image is never written to or deleted.
+          - The overlay's size defaults to the base image's size.
+        type: str
+      format:
+        description:
+          - Image format. Defaults to the format of the existing volume or file, and to V(qcow2) for a new volume in a
+            directory pool (V(raw) in other pools). A format that differs from the image's real format is refused.
+        type: str
+        choices: [raw, qcow2, qed, vmdk, vdi, vpc, vhdx, bochs, cloop, dmg, iso]
+      device:
+        description: V(disk) or V(cdrom). A cdrom without a source is an empty drive.
+        type: str
+        choices: [disk, cdrom]
+        default: disk
+      bus:
+        description:
+          - Disk bus. A new disk gets V(virtio); a new cdrom gets V(sata) on q35 and V(ide) on i440fx (V(pc)) machines.
+            An existing disk keeps its bus unless this is set.
+        type: str
+        choices: [virtio, sata, scsi, ide]
+      target:
+        description: Target device name in the guest's definition, such as V(vda), V(sdb) or V(hdc). Must be unique.
+        type: str
+  interfaces:
+    description:
+      - The network interfaces of the guest, in order. When set, it is the complete list; interfaces the list
+        does not name are detached.
+      - An interface with a O(interfaces[].mac) is identified by it. An interface without one is matched by its
+        position among the interfaces with the same source, so a guest defined without MACs keeps the MACs
+        libvirt generated and reports no change on later runs.
+      - On a running guest, interfaces are attached and detached live (PCI hot-plug); a new q35 guest gets spare
+        PCIe root ports for that. A changed model takes effect at the next boot.
+    type: list
+    elements: dict
+    suboptions:
+      network:
+        description: Name of a libvirt network.
+        type: str
+      bridge:
+        description: Name of an existing host bridge.
+        type: str
+      direct:
+        description: Host interface for a macvtap (C(direct)) connection in bridge mode.
+        type: str
+      model:
+        description: NIC model, such as V(virtio), V(e1000e) or V(rtl8139). New interfaces get V(virtio).
+        type: str
+      mac:
+        description: MAC address, such as V(52:54:00:12:34:56). Generated when not set.
+        type: str
+  cloud_init:
+    description:
+      - A cloud-init NoCloud seed, an ISO 9660 image labelled C(cidata) with C(user-data), C(meta-data) and
+        C(network-config), built in Python on the managed node, uploaded as the volume C(<name>-cidata.iso)
+        through the storage API (so remote URIs work) and attached as a cdrom.
+      - The seed is rebuilt, and reported as changed, only when its content changes. Its one-way digests are
+        kept in the guest's metadata; a seed change of a running guest takes effect at its next boot.
+      - C(meta-data) gets C(local-hostname) (the guest name when it is a valid host name) and an C(instance-id)
+        derived from the seed content unless O(cloud_init.meta_data) sets them.
+    type: dict
+    suboptions:
+      user_data:
+        description:
+          - User data, a dict (written as C(#cloud-config) YAML) or a string used as it is.
+          - It is secret; it never appears in logs, diffs or results.
+        type: raw
+      meta_data:
+        description: Meta data (C(instance-id), C(local-hostname), ...).
+        type: dict
+      network_config:
+        description: Network configuration (version 1 or 2), a dict, or a string used as it is.
+        type: raw
+      pool:
+        description:
+          - Storage pool (of files) that holds the seed volume. Defaults to the pool of the first disk that names one.
+        type: str
+  console_log:
+    description:
+      - Write the serial console (C(ttyS0)) to this file on the libvirt host. A new guest without it gets a
+        pty console (C(virsh console)).
+      - A change takes effect at the next boot.
+    type: path
+  graphics:
+    description: Graphical console.
+    type: dict
+    suboptions:
+      type:
+        description: V(none) removes the graphics devices.
+        type: str
+        choices: [none, vnc, spice]
+        required: true
+      listen:
+        description: Listen address, such as V(127.0.0.1).
+        type: str
+      password:
+        description:
+          - Password of the console. Never logged or shown in diffs. Changed live on a running guest.
+          - An empty string removes the password.
+        type: str
+  autostart:
+    description: Start the guest when the host starts.
+    type: bool
+  tags:
+    description:
+      - Free-form tags kept in the guest's C(<metadata>) (namespace C(https://github.com/kvmops/kvmops.virt/guest/1)),
+        for example for inventories. Compared as a set; changed live on a running guest.
+    type: list
+    elements: str
+  xml:
+    description:
+      - A C(<domain>) XML document for everything the options do not model. For a new guest it is the base of the
+        definition; for an existing guest it is merged into the definition (elements are matched by tag and
+        position, devices by identity; nothing is removed), and only what it sets is compared.
+      - The structured options are applied on top of it and win where both set the same value.
+      - Changes made through it take effect at the next boot.
+    type: str
+  wait_for_ip:
+    description:
+      - With O(state=running), wait until an interface of the guest has an IP address, looking at the DHCP
+        leases of libvirt networks, the QEMU guest agent and the host's ARP table.
+    type: bool
+    default: false
+  wait_timeout:
+    description:
+      - Seconds to wait for an address (O(wait_for_ip)) and for a graceful shutdown.
+      - V(0) with O(force=true) powers the guest off at once.
+    type: int
+    default: 300
+  force:
+    description:
+      - Power the guest off when a graceful shutdown (O(state=shutdown) or O(state=absent)) did not finish within O(wait_timeout).
+    type: bool
+    default: false
+  remove_storage:
+    description:
+      - With O(state=absent), also delete the volumes this collection created for the guest (disks created
+        from O(disks[].size) and the cloud-init seed) as recorded in its metadata.
+      - Never deletes base images, paths you supplied, volumes it did not create, or volumes another guest uses
+        or that back another volume.
+    type: bool
+    default: false
+extends_documentation_fragment:
+  - kvmops.virt.connection
+attributes:
+  platform:
+    platforms: posix
+    support: full
+notes:
+  - RV(reboot_required) means the guest must be powered off and started again (a reboot from inside the guest
+    keeps the old definition). It stays true on later runs until that happens, with the option paths in
+    RV(guest.pending_changes).
+  - Files QEMU reads (kernel, images, the console log directory) must be accessible to it; with libvirt's
+    dynamic ownership, images are handed to the QEMU user while the guest runs.
+seealso:
+  - module: kvmops.virt.storage_volume
+  - module: kvmops.virt.virtio_network
+  - name: libvirt domain XML format
+    description: What the options and O(xml) are written to.
+    link: https://libvirt.org/formatdomain.html
+"""
+
+EXAMPLES = r"""
+- name: A guest with a thin overlay disk on a base image and a cloud-init seed
+  kvmops.virt.kvm_guest:
+    name: web1
+    memory: 2GiB
+    vcpus: 2
+    disks:
+      - pool: default
+        volume: web1-root.qcow2
+        size: 20GiB
+        backing_volume: debian-12-base.qcow2
+    interfaces:
+      - network: default
+    cloud_init:
+      user_data:
+        users:
+          - name: admin
+            ssh_authorized_keys: ["{{ lookup('file', '~/.ssh/id_ed25519.pub') }}"]
+      meta_data:
+        local-hostname: web1
+    wait_for_ip: true
+    tags: [web, production]
+  register: web1
+
+- name: Show the address
+  ansible.builtin.debug:
+    msg: "{{ web1.guest.interfaces[0].ip }}"
+
+- name: UEFI with secure boot, defined but not started
+  kvmops.virt.kvm_guest:
+    name: uefi1
+    state: present
+    memory: 4GiB
+    firmware: uefi
+    secure_boot: true
+    disks:
+      - pool: default
+        volume: uefi1.qcow2
+        size: 30GiB
+      - path: /var/lib/libvirt/images/debian-12.iso
+        device: cdrom
+
+- name: Direct kernel boot under software emulation, serial console to a file
+  kvmops.virt.kvm_guest:
+    name: tiny
+    virt_type: qemu
+    memory: 256
+    boot:
+      kernel: /var/lib/libvirt/images/tiny/vmlinuz
+      initrd: /var/lib/libvirt/images/tiny/initrd.img
+      cmdline: console=ttyS0
+    console_log: /var/log/libvirt/qemu/tiny-console.log
+    interfaces:
+      - network: isolated
+        mac: "52:54:00:00:00:10"
+
+- name: More memory without a reboot (within max_memory), one more NIC hot-plugged
+  kvmops.virt.kvm_guest:
+    name: web1
+    memory: 3GiB
+    max_memory: 4GiB
+    interfaces:
+      - network: default
+      - network: backend
+  register: r
+
+- name: Tell whether the guest needs a power cycle
+  ansible.builtin.debug:
+    msg: "Pending until the next boot: {{ r.guest.pending_changes }}"
+  when: r.reboot_required
+
+- name: Something the options do not model, through xml
+  kvmops.virt.kvm_guest:
+    name: web1
+    state: present
+    xml: |
+      <domain>
+        <devices>
+          <watchdog model='i6300esb' action='reset'/>
+        </devices>
+      </domain>
+
+- name: Graceful shutdown, powered off after 60 seconds
+  kvmops.virt.kvm_guest:
+    name: web1
+    state: shutdown
+    wait_timeout: 60
+    force: true
+
+- name: Remove the guest and the volumes created for it (not the base image)
+  kvmops.virt.kvm_guest:
+    name: web1
+    state: absent
+    force: true
+    remove_storage: true
+"""
+
+RETURN = r"""
+guest:
+  description:
+    - The guest after the task (in check mode, as it would be). Values describe the persistent definition;
+      RV(guest.pending_changes) lists what the running guest does not have yet.
+    - With O(state=absent), only C(name), C(state), C(reboot_required) and C(pending_changes).
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: Guest name.
+      type: str
+      sample: web1
+    uuid:
+      description: Guest UUID (V(null) in check mode for a new guest).
+      type: str
+      sample: 4dea22b3-1d52-d8f3-2516-782e98ab3fa0
+    state:
+      description: V(running), V(paused), V(shutdown), V(crashed), V(pmsuspended) or V(absent).
+      type: str
+      sample: running
+    autostart:
+      description: Whether the guest starts with the host.
+      type: bool
+    persistent:
+      description: Whether the guest has a persistent definition.
+      type: bool
+    virt_type:
+      description: V(kvm) or V(qemu).
+      type: str
+    machine:
+      description: Machine type as libvirt stores it.
+      type: str
+      sample: pc-q35-7.2
+    arch:
+      description: Guest architecture.
+      type: str
+      sample: x86_64
+    memory_mb:
+      description: Memory in MiB.
+      type: int
+      sample: 2048
+    max_memory_mb:
+      description: Maximum memory in MiB.
+      type: int
+    vcpus:
+      description: Number of vCPUs.
+      type: int
+    max_vcpus:
+      description: Maximum number of vCPUs.
+      type: int
+    cpu_mode:
+      description: CPU mode, or V(null).
+      type: str
+    firmware:
+      description: V(bios) or V(uefi).
+      type: str
+    secure_boot:
+      description: Whether UEFI secure boot is on.
+      type: bool
+    boot:
+      description: Direct kernel boot C(kernel), C(initrd) and C(cmdline) (V(null) when unset).
+      type: dict
+    interfaces:
+      description: Interfaces with C(mac), C(type), C(network), C(bridge), C(direct), C(model), C(ip) (first address or V(null)) and C(ips).
+      type: list
+      elements: dict
+      sample: [{mac: "52:54:00:6b:3c:58", type: network, network: default, bridge: null, direct: null, model: virtio,
+                ip: 192.168.122.15, ips: [192.168.122.15]}]
+    disks:
+      description: Disks with C(target), C(device), C(bus), C(path) and C(format).
+      type: list
+      elements: dict
+      sample: [{target: vda, device: disk, bus: virtio, path: /var/lib/libvirt/images/web1-root.qcow2, format: qcow2}]
+    graphics:
+      description: C(type), C(listen) and, on a running guest, C(port) of the graphical console, or V(null). Never the password.
+      type: dict
+    console_log:
+      description: File the serial console is written to, or V(null).
+      type: str
+    tags:
+      description: The guest's tags.
+      type: list
+      elements: str
+      sample: [web, production]
+    cloud_init:
+      description: C(pool), C(volume) and C(path) of the cloud-init seed, or V(null). Never its content.
+      type: dict
+    created_volumes:
+      description: Volumes this collection created for the guest (C(pool), C(name), C(path)); what O(remove_storage) deletes.
+      type: list
+      elements: dict
+    reboot_required:
+      description: Whether the running guest needs a power cycle to get its definition.
+      type: bool
+    pending_changes:
+      description: Option paths that take effect at the next boot of the running guest.
+      type: list
+      elements: str
+      sample: [max_memory, machine]
+reboot_required:
+  description: Same as RV(guest.reboot_required).
+  returned: always
+  type: bool
+actions:
+  description: What the task did (or would do in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: ["create volume 'web1-root.qcow2' in storage pool 'default' (20GiB)", "define guest 'web1'", "start guest 'web1'"]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, run_module
+from ansible_collections.kvmops.virt.plugins.module_utils._guest import DISK_FORMATS, GuestManager
+
+DISK_OPTIONS = dict(
+    pool=dict(type="str"),
+    volume=dict(type="str"),
+    path=dict(type="str"),
+    size=dict(type="raw"),
+    backing_volume=dict(type="str"),
+    format=dict(type="str", choices=list(DISK_FORMATS)),
+    device=dict(type="str", choices=["disk", "cdrom"], default="disk"),
+    bus=dict(type="str", choices=["virtio", "sata", "scsi", "ide"]),
+    target=dict(type="str"),
+)
+
+INTERFACE_OPTIONS = dict(
+    network=dict(type="str"),
+    bridge=dict(type="str"),
+    direct=dict(type="str"),
+    model=dict(type="str"),
+    mac=dict(type="str"),
+)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(
+            name=dict(type="str", required=True),
+            state=dict(type="str", default="running", choices=["present", "running", "shutdown", "paused", "absent"]),
+            memory=dict(type="raw"),
+            max_memory=dict(type="raw"),
+            vcpus=dict(type="int"),
+            max_vcpus=dict(type="int"),
+            virt_type=dict(type="str", choices=["kvm", "qemu"]),
+            machine=dict(type="str"),
+            cpu_mode=dict(type="str", choices=["host-passthrough", "host-model", "custom", "maximum"]),
+            cpu_model=dict(type="str"),
+            firmware=dict(type="str", choices=["bios", "uefi"]),
+            secure_boot=dict(type="bool"),
+            boot=dict(type="dict", options=dict(kernel=dict(type="str"), initrd=dict(type="str"), cmdline=dict(type="str"))),
+            disks=dict(type="list", elements="dict", options=DISK_OPTIONS,
+                       mutually_exclusive=[("path", "pool"), ("path", "volume")], required_together=[("pool", "volume")]),
+            interfaces=dict(type="list", elements="dict", options=INTERFACE_OPTIONS,
+                            mutually_exclusive=[("network", "bridge", "direct")], required_one_of=[("network", "bridge", "direct")]),
+            cloud_init=dict(type="dict", options=dict(
+                user_data=dict(type="raw", no_log=True),
+                meta_data=dict(type="dict"),
+                network_config=dict(type="raw"),
+                pool=dict(type="str"),
+            )),
+            console_log=dict(type="path"),
+            graphics=dict(type="dict", options=dict(
+                type=dict(type="str", required=True, choices=["none", "vnc", "spice"]),
+                listen=dict(type="str"),
+                password=dict(type="str", no_log=True),
+            )),
+            autostart=dict(type="bool"),
+            tags=dict(type="list", elements="str"),
+            xml=dict(type="str"),
+            wait_for_ip=dict(type="bool", default=False),
+            wait_timeout=dict(type="int", default=300),
+            force=dict(type="bool", default=False),
+            remove_storage=dict(type="bool", default=False),
+        ),
+        supports_check_mode=True,
+    )
+    run_module(module, GuestManager)
+
+
+if __name__ == "__main__":
+    main()
