@@ -573,6 +573,15 @@ class GuestMetadata:
     def to_xml(self):
         return to_string(self._ensure())
 
+    def to_plain_xml(self):
+        """The element without its namespace, as ``virDomainSetMetadata`` wants it (libvirt adds the namespace)."""
+        node = copy.deepcopy(self._ensure())
+        for el in node.iter():
+            if isinstance(el.tag, str) and el.tag.startswith("{"):
+                el.tag = el.tag.split("}", 1)[1]
+        etree.cleanup_namespaces(node)
+        return to_string(node)
+
     def write(self, domain):
         """Put this element into ``domain`` (replacing the old one)."""
         metadata = domain.find("./metadata")
@@ -848,18 +857,17 @@ class DomainBuilder:
     :attr:`changes` lists what differs, for the user-specified values only.
     """
 
-    def __init__(self, actual, spec):
+    def __init__(self, actual, spec, use_overlay=True):
         self.actual = actual
         self.spec = spec
         self.new = actual is None
         self.changes = []
         self.overlay_changes = []
+        self.use_overlay = use_overlay
         if self.new:
             self.domain = self._new_base()
         else:
             self.domain = actual.copy()
-            if spec.xml is not None:
-                self._overlay_existing(spec.xml)
 
     # -- bookkeeping ---------------------------------------------------------
     def change(self, path, before, after, kind=CONFIG, secret=False, data=None):
@@ -874,6 +882,41 @@ class DomainBuilder:
 
     # -- entry point -----------------------------------------------------------
     def build(self):
+        """Return ``(desired domain, changes)``.
+
+        With the ``xml`` option on an existing guest, two passes keep the
+        structured options in charge: the changes of the structured options
+        are computed against the guest as it is, and they are applied on top
+        of the guest with the ``xml`` option merged in (so they win where
+        both set a value); the ``xml`` option's own changes are what it
+        leaves different in the result.
+        """
+        if self.new or self.spec.xml is None or not self.use_overlay:
+            self._apply_spec()
+            return self.domain, self.changes
+        factory = self.spec.mac_factory
+        self.spec.mac_factory = None
+        try:
+            plain = DomainBuilder(self.actual, self.spec, use_overlay=False)
+            plain._apply_spec()
+        finally:
+            self.spec.mac_factory = factory
+        self._overlay_existing(self.spec.xml)
+        base = self.domain.copy()
+        self.actual, original = base, self.actual
+        try:
+            self._apply_spec()
+        finally:
+            self.actual = original
+        written = dict((c.path, c) for c in self.changes)
+        for change in plain.changes:
+            if change.path in written and written[change.path].data:
+                change.data = written[change.path].data  # e.g. the MAC generated for a new interface
+        self.changes = plain.changes
+        self._overlay_diff()
+        return self.domain, self.changes
+
+    def _apply_spec(self):
         spec = self.spec
         dom = self.domain
         if self.new:
@@ -892,8 +935,6 @@ class DomainBuilder:
         self._metadata()
         if self.new:
             self._new_defaults()
-        self._overlay_diff()
-        return self.domain, self.changes
 
     # -- new guests ---------------------------------------------------------
     def _new_base(self):
@@ -907,6 +948,11 @@ class DomainBuilder:
             dom = Domain(node)
         else:
             dom = Domain()
+        if dom.name is None:
+            dom.name = spec.name
+        if dom.find("./features") is None:
+            dom.acpi = True   # ACPI: the power button of graceful shutdowns
+            dom.apic = True
         if dom.virt_type is None:
             dom.virt_type = spec.virt_type or "kvm"
         if dom.os_type is None:
@@ -921,10 +967,6 @@ class DomainBuilder:
         """What a new guest gets besides the user's options (like virt-install)."""
         dom = self.domain
         spec = self.spec
-        features = dom.find("./features")
-        if features is None:
-            dom.acpi = True
-            dom.apic = True
         if dom.on_poweroff is None:
             dom.on_poweroff = "destroy"
         if dom.on_reboot is None:
@@ -1155,6 +1197,10 @@ class DomainBuilder:
                         os_node.remove(old)
             if spec.firmware == "uefi":
                 dom.firmware_attr = "efi"
+                if not spec.secure_boot and dom.secure_boot_feature is None:
+                    # else libvirt may pick the firmware with enrolled keys (its highest priority)
+                    dom.secure_boot_feature = "no"
+                    self._order_os_firmware()
             else:
                 dom.firmware_attr = None
                 dom.remove("./os/firmware")

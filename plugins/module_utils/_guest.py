@@ -258,7 +258,7 @@ class GuestManager(Manager):
         if g.get("type") == "none" and (g.get("listen") or g.get("password")):
             raise InvalidArgument("graphics.type", "listen and password need type vnc or spice")
         if g.get("password") and g.get("type") == "vnc" and len(g["password"]) > 8:
-            self.warnings.append("graphics.password: VNC uses only the first 8 characters of a password")
+            raise InvalidArgument("graphics.password", "a VNC password is at most 8 characters long (libvirt refuses longer ones)")
 
     # =====================================================================
     # reading
@@ -981,7 +981,7 @@ class GuestManager(Manager):
         meta = live.metadata()
         meta.tags = self.spec.tags
         self._live_try("updating the tags of running guest '%s'" % self.name, self.dom.setMetadata,
-                       _flag("VIR_DOMAIN_METADATA_ELEMENT", 2), meta.to_xml(), dm.NS_PREFIX, dm.NS, _flag("VIR_DOMAIN_AFFECT_LIVE", 1))
+                       _flag("VIR_DOMAIN_METADATA_ELEMENT", 2), meta.to_plain_xml(), dm.NS_PREFIX, dm.NS, _flag("VIR_DOMAIN_AFFECT_LIVE", 1))
 
     # -- autostart --------------------------------------------------------------
     def _plan_autostart(self):
