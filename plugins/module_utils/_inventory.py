@@ -1,0 +1,428 @@
+# -*- coding: utf-8 -*-
+# Copyright: kvmops.virt contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the ``kvmops.virt.libvirt_guests`` inventory plugin reads from libvirt.
+
+Two halves:
+
+* :func:`collect` talks to one hypervisor through :class:`LibvirtClient` and
+  returns plain, JSON-serializable data (so it can go into an inventory
+  cache): the hypervisor's name and, for every guest, its UUID, state, CPUs,
+  memory, interfaces with their addresses, disks and tags.
+* Pure functions turn that data into inventory terms: which guests pass the
+  filters, their host names (:func:`assign_host_names`), their ``libvirt_*``
+  variables (:func:`host_vars`) and default groups (:func:`default_groups`).
+
+Domain XML is read with kvm_guest's model (``_domain.Domain``, ``GuestMetadata``),
+so interfaces, disks and tags mean the same as in kvm_guest's ``guest`` result.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from ansible_collections.kvmops.virt.plugins.module_utils import _domain as dm
+from ansible_collections.kvmops.virt.plugins.module_utils._client import libvirt
+from ansible_collections.kvmops.virt.plugins.module_utils._errors import NotFound, VirtError
+
+# The namespace kvm_guest keeps its <metadata> in (tags are read through _domain.GuestMetadata).
+GUEST_METADATA_NS = dm.NS
+
+# virDomainState -> the state names kvm_guest uses (its ``state`` option and ``guest.state``):
+# a guest that is blocked or being shut down is still running; shut off is ``shutdown``.
+STATE_NAMES = {
+    0: "running",  # VIR_DOMAIN_NOSTATE
+    1: "running",
+    2: "running",  # BLOCKED
+    3: "paused",
+    4: "running",  # SHUTDOWN: being shut down
+    5: "shutdown",  # SHUTOFF
+    6: "crashed",
+    7: "pmsuspended",
+}
+STATE_CHOICES = ["crashed", "paused", "pmsuspended", "running", "shutdown"]
+# Other spellings accepted by the ``states`` filter.
+STATE_ALIASES = {"shutoff": "shutdown", "shut off": "shutdown", "stopped": "shutdown", "suspended": "pmsuspended"}
+
+ADDRESS_SOURCES = ("lease", "arp", "agent")
+DEFAULT_GROUP_KINDS = ("hypervisor", "state", "network", "tag")
+
+_SOURCE_FLAGS = {
+    "lease": "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE",
+    "agent": "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT",
+    "arp": "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP",
+}
+
+
+def normalize_states(states):
+    """The ``states`` option -> a list of state names, or None for every state.
+
+    Raises ValueError naming the unknown entries."""
+    result, unknown = [], []
+    for state in states or ["all"]:
+        state = STATE_ALIASES.get(str(state).strip().lower(), str(state).strip().lower())
+        if state == "all":
+            return None
+        if state not in STATE_CHOICES:
+            unknown.append(str(state))
+        elif state not in result:
+            result.append(state)
+    if unknown:
+        raise ValueError(
+            "states: unknown state(s) %s; use %s (shutoff is an alias of shutdown) or all" % (", ".join(unknown), ", ".join(STATE_CHOICES))
+        )
+    return result
+
+
+# -- the domain XML, through kvm_guest's model (_domain.py) --------------------------------
+def parse_domain(xml, resolve_volume=None):
+    """The facts of one guest that come from its XML (no addresses, no state).
+
+    Interfaces and disks have the shape of kvm_guest's ``guest.interfaces`` /
+    ``guest.disks``, plus what an inventory needs (see the plugin's documentation).
+    ``resolve_volume(pool, volume)`` gives the path of a ``type='volume'`` disk.
+    """
+    domain = dm.Domain.from_xml(xml)
+    interfaces = dm.interface_facts(domain)
+    for nic in interfaces:
+        nic.update({"addresses": [], "address_source": None})
+    disks = dm.disk_facts(domain, resolve_volume)
+    for fact, disk in zip(disks, domain.disks):
+        fact.update({"type": disk.type, "pool": disk.source_pool, "volume": disk.source_volume})
+    tags = []
+    for tag in domain.metadata().tags:
+        tag = (tag or "").strip()
+        if tag and tag not in tags:
+            tags.append(tag)
+    return {
+        "name": domain.name,
+        "uuid": domain.uuid,
+        "title": domain.node.findtext("title"),
+        "description": domain.node.findtext("description"),
+        "virt_type": domain.virt_type,
+        "arch": domain.arch,
+        "machine": domain.machine,
+        "vcpus": domain.vcpus,
+        "max_vcpus": domain.max_vcpus,
+        "memory_mb": domain.memory_mib,
+        "max_memory_mb": domain.max_memory_mib,
+        "interfaces": interfaces,
+        "disks": disks,
+        "tags": tags,
+    }
+
+
+# -- addresses -------------------------------------------------------------------
+def address_sources(primary, fallback=True, agent_allowed=True):
+    """The sources to ask, in order: ``primary``, then (with ``fallback``) the others
+    in the order lease, arp, agent. ``agent`` needs a read-write connection."""
+    order = [primary]
+    if fallback:
+        order += [s for s in ADDRESS_SOURCES if s != primary]
+    return [s for s in order if s != "agent" or agent_allowed]
+
+
+def _normalize_reply(reply):
+    """``virDomainInterfaceAddresses`` output -> {mac: [address dicts]}."""
+    by_mac = {}
+    for ifname, data in (reply or {}).items():
+        mac = (data.get("hwaddr") or "").lower()
+        if not mac:
+            continue
+        for addr in data.get("addrs") or []:
+            text = addr.get("addr")
+            if not text:
+                continue
+            try:
+                ip = ipaddress.ip_address(text.split("%")[0])
+            except ValueError:
+                continue
+            if ip.is_loopback:
+                continue
+            by_mac.setdefault(mac, [])
+            entry = {
+                "address": str(ip),
+                "prefix": addr.get("prefix"),
+                "family": "ipv%d" % ip.version,
+                "guest_interface": ifname,
+            }
+            if entry not in by_mac[mac]:
+                by_mac[mac].append(entry)
+    return by_mac
+
+
+def merge_addresses(interfaces, replies):
+    """Fill each interface's ``addresses`` from the first source that knows its MAC.
+
+    ``replies`` is a list of ``(source, reply)`` in the order the sources were
+    asked; ``reply`` is what ``virDomainInterfaceAddresses`` returned (or None).
+    Addresses are matched to the guest's interfaces by MAC address.
+    """
+    normalized = [(source, _normalize_reply(reply)) for source, reply in replies]
+    for iface in interfaces:
+        if iface["addresses"]:
+            continue
+        for source, by_mac in normalized:
+            found = by_mac.get(iface.get("mac") or "")
+            if found:
+                iface["addresses"] = found
+                iface["address_source"] = source
+                break
+    return interfaces
+
+
+def _missing_addresses(interfaces):
+    return any(not iface["addresses"] for iface in interfaces)
+
+
+def _usable(addresses, prefer_ipv4=True):
+    """Plain addresses without link-local ones, IPv4 first with ``prefer_ipv4``."""
+    result = []
+    for addr in addresses:
+        if ipaddress.ip_address(addr["address"]).is_link_local or addr["address"] in result:
+            continue
+        result.append(addr["address"])
+    if prefer_ipv4:
+        result.sort(key=lambda a: ipaddress.ip_address(a).version != 4)
+    return result
+
+
+def ordered_addresses(interfaces, prefer_ipv4=True):
+    """Every usable address of the guest: interface order, IPv4 first with ``prefer_ipv4``.
+
+    Link-local addresses are left out; ``ansible_host`` is the first one.
+    """
+    return _usable([a for iface in interfaces for a in iface.get("addresses") or []], prefer_ipv4)
+
+
+# -- reading one hypervisor ------------------------------------------------------
+def uri_host(uri):
+    """The host part of a URI (``qemu+ssh://root@kvm1:22/system`` -> ``kvm1``), or None."""
+    try:
+        host = urlsplit(uri).hostname
+    except ValueError:
+        return None
+    return host or None
+
+
+def collect(client, sources, warn=None):
+    """Read every guest of the hypervisor behind ``client``.
+
+    ``sources``: address sources to ask, in order (see :func:`address_sources`).
+    ``warn``: called with a message for a guest that could not be read.
+    Raises the client's typed errors when the hypervisor cannot be listed.
+    """
+    conn = client.conn
+    with client.errors("reading the host name"):
+        hostname = conn.getHostname()
+    with client.errors("listing guests"):
+        domains = conn.listAllDomains(0)
+    guests = []
+    resolve_volume = _volume_resolver(client)
+    for dom in domains:
+        try:
+            guest = _read_guest(client, dom, sources, resolve_volume)
+        except NotFound:
+            continue  # undefined while we were reading it
+        except VirtError as e:
+            if warn:
+                warn(e.msg)
+            continue
+        guests.append(guest)
+    guests.sort(key=lambda g: g["name"])
+    return {"uri": client.uri, "hostname": hostname, "guests": guests}
+
+
+def _volume_resolver(client):
+    """``resolve(pool, volume)`` -> the volume's path, or None (looked up once each)."""
+    known = {}
+
+    def resolve(pool, volume):
+        if (pool, volume) not in known:
+            path = None
+            try:
+                found = client.lookup_pool(pool)
+                vol = client.lookup_volume(found, volume) if found is not None else None
+                path = vol.path() if vol is not None else None
+            except (VirtError, libvirt.libvirtError):
+                path = None
+            known[(pool, volume)] = path
+        return known[(pool, volume)]
+
+    return resolve
+
+
+def _read_guest(client, dom, sources, resolve_volume=None):
+    name = dom.name()
+    what = "guest '%s'" % name
+    with client.errors("reading the definition of %s" % what):
+        xml = dom.XMLDesc(0)
+        state, _reason = dom.state(0)
+        active = bool(dom.isActive())
+        persistent = bool(dom.isPersistent())
+        try:
+            autostart = bool(dom.autostart())
+        except libvirt.libvirtError:
+            autostart = None
+    guest = parse_domain(xml, resolve_volume)
+    guest.update(
+        {
+            "state": STATE_NAMES.get(state, "running"),
+            "active": active,
+            "persistent": persistent,
+            "autostart": autostart,
+            "id": dom.ID() if active else None,
+        }
+    )
+    if active and guest["interfaces"]:
+        replies = []
+        for source in sources:
+            if not _missing_addresses(guest["interfaces"]):
+                break
+            reply = _interface_addresses(dom, source)
+            replies.append((source, reply))
+            merge_addresses(guest["interfaces"], replies[-1:])
+    return guest
+
+
+def _interface_addresses(dom, source):
+    """One source's answer; None when the source has nothing for this guest
+    (no lease, no agent, unsupported by the driver, guest stopped meanwhile)."""
+    flag = getattr(libvirt, _SOURCE_FLAGS[source], None)
+    if flag is None:
+        return None
+    try:
+        return dom.interfaceAddresses(flag, 0)
+    except libvirt.libvirtError:
+        return None
+
+
+# -- filters, names, variables and groups ------------------------------------------
+def name_matches(name, patterns, exclude=()):
+    """Case-sensitive shell-style (fnmatch) matching: any of ``patterns`` and none of ``exclude``."""
+    if not any(fnmatch.fnmatchcase(name, p) for p in patterns):
+        return False
+    return not any(fnmatch.fnmatchcase(name, p) for p in exclude)
+
+
+def select_guests(guests, patterns, exclude=(), states=None):
+    """Guests passing the filters; ``states`` None means every state."""
+    return [
+        g
+        for g in guests
+        if name_matches(g["name"], patterns, exclude) and (states is None or g["state"] in states)
+    ]
+
+
+def hypervisor_names(hypervisors, overrides=None):
+    """A unique name per reachable hypervisor, in the order given.
+
+    ``overrides`` maps a URI to a name. Otherwise the name is the host part of
+    the URI, or the host name libvirt reports for a local URI. A name already
+    used by an earlier hypervisor gets ``_2``, ``_3``, ... appended.
+    """
+    overrides = overrides or {}
+    names = []
+    for hv in hypervisors:
+        base = overrides.get(hv["uri"]) or uri_host(hv["uri"]) or hv.get("hostname") or "localhost"
+        name, n = base, 1
+        while name in names:
+            n += 1
+            name = "%s_%d" % (base, n)
+        names.append(name)
+    return names
+
+
+def assign_host_names(entries, qualified=False):
+    """Inventory host names for ``(guest_name, hypervisor_name)`` pairs, in order.
+
+    The first guest with a name keeps it; later guests with the same name are
+    named ``<guest>@<hypervisor>``. With ``qualified`` every host is
+    ``<guest>@<hypervisor>``. Should that be taken too (a guest literally named
+    so), ``#2``, ``#3``, ... is appended.
+    """
+    taken = set()
+    result = []
+    for guest, hypervisor in entries:
+        name = "%s@%s" % (guest, hypervisor) if qualified or guest in taken else guest
+        base, n = name, 1
+        while name in taken:
+            n += 1
+            name = "%s#%d" % (base, n)
+        taken.add(name)
+        result.append(name)
+    return result
+
+
+def host_vars(guest, uri, hypervisor, prefer_ipv4=True):
+    """The ``libvirt_*`` variables of one guest (and ``ansible_host`` when it has an address)."""
+    addresses = ordered_addresses(guest["interfaces"], prefer_ipv4)
+    networks = []
+    interfaces = []
+    for iface in guest["interfaces"]:
+        if iface.get("network") and iface["network"] not in networks:
+            networks.append(iface["network"])
+        ips = _usable(iface.get("addresses") or [], prefer_ipv4)
+        iface = dict(iface, ips=ips, ip=ips[0] if ips else None)
+        interfaces.append(iface)
+    variables = {
+        "libvirt_name": guest["name"],
+        "libvirt_uuid": guest["uuid"],
+        "libvirt_state": guest["state"],
+        "libvirt_active": guest.get("active"),
+        "libvirt_persistent": guest.get("persistent"),
+        "libvirt_autostart": guest.get("autostart"),
+        "libvirt_id": guest.get("id"),
+        "libvirt_title": guest.get("title"),
+        "libvirt_description": guest.get("description"),
+        "libvirt_virt_type": guest.get("virt_type"),
+        "libvirt_arch": guest.get("arch"),
+        "libvirt_machine": guest.get("machine"),
+        "libvirt_vcpus": guest["vcpus"],
+        "libvirt_max_vcpus": guest.get("max_vcpus"),
+        "libvirt_memory_mb": guest["memory_mb"],
+        "libvirt_max_memory_mb": guest.get("max_memory_mb"),
+        "libvirt_interfaces": interfaces,
+        "libvirt_networks": networks,
+        "libvirt_addresses": addresses,
+        "libvirt_disks": guest["disks"],
+        "libvirt_tags": guest["tags"],
+        "libvirt_uri": uri,
+        "libvirt_hypervisor": hypervisor,
+    }
+    if addresses:
+        variables["ansible_host"] = addresses[0]
+    return variables
+
+
+_UNSAFE_GROUP_CHARS = re.compile(r"[^A-Za-z0-9_]")
+
+
+def safe_group_name(name):
+    """Group names are letters, digits and ``_`` only; anything else becomes ``_``."""
+    name = _UNSAFE_GROUP_CHARS.sub("_", str(name))
+    if name[:1].isdigit():
+        name = "_" + name
+    return name
+
+
+def default_groups(variables, kinds=DEFAULT_GROUP_KINDS):
+    """``libvirt_hypervisor_<name>``, ``libvirt_state_<state>``, ``libvirt_network_<net>``, ``libvirt_tag_<tag>``."""
+    groups = []
+    if "hypervisor" in kinds:
+        groups.append("libvirt_hypervisor_%s" % variables["libvirt_hypervisor"])
+    if "state" in kinds:
+        groups.append("libvirt_state_%s" % variables["libvirt_state"])
+    if "network" in kinds:
+        groups.extend("libvirt_network_%s" % n for n in variables["libvirt_networks"])
+    if "tag" in kinds:
+        groups.extend("libvirt_tag_%s" % t for t in variables["libvirt_tags"])
+    result = []
+    for group in groups:
+        group = safe_group_name(group)
+        if group not in result:
+            result.append(group)
+    return result
