@@ -12,8 +12,8 @@ author:
   - kvmops.virt maintainers (@kvmops)
 description:
   - Turns the guests (domains) of one or more libvirt hypervisors into inventory hosts.
-  - The configuration is a YAML file whose name ends in C(libvirt_guests.yml) or C(libvirt_guests.yaml)
-    and that contains C(plugin: kvmops.virt.libvirt_guests).
+  - "The configuration is a YAML file whose name ends in C(libvirt_guests.yml) or C(libvirt_guests.yaml)
+    and that contains C(plugin: kvmops.virt.libvirt_guests)."
   - Each guest becomes a host named after the guest, with C(ansible_host) set to its first address
     (see O(prefer_ipv4)) and variables prefixed C(libvirt_), namely C(libvirt_name), C(libvirt_uuid), C(libvirt_state),
     C(libvirt_vcpus), C(libvirt_max_vcpus), C(libvirt_memory_mb) (current), C(libvirt_max_memory_mb),
