@@ -53,13 +53,17 @@ options:
     description:
       - libvirt connection URIs of the hypervisors, local or remote, for example V(qemu:///system)
         or V(qemu+ssh://root@kvm1.example.com/system?no_tty=1).
-      - When not set, the environment variable E(LIBVIRT_DEFAULT_URI) is used, and without it V(qemu:///system).
+      - When not set in the file, the environment variable E(KVMOPS_LIBVIRT_URIS) is used (a comma-separated list,
+        for example set by an AWX credential), else E(LIBVIRT_DEFAULT_URI), else V(qemu:///system).
+      - Entries may be Jinja2 templates, for example to take an SSH key path from the environment
+        with V({{ lookup('env', 'KVMOPS_SSH_KEY'\) }}).
       - The same URI listed twice is read once.
     type: list
     elements: str
     default: [qemu:///system]
     env:
       - name: LIBVIRT_DEFAULT_URI
+      - name: KVMOPS_LIBVIRT_URIS
   hypervisor_names:
     description:
       - Names for the hypervisors, by URI. The name is used in C(libvirt_hypervisor), in the group
@@ -247,7 +251,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
     def _settings(self):
         uris = []
         for uri in self.get_option("uris") or [resolve_uri(None)]:
-            uri = (uri or "").strip()
+            if uri and "{{" in uri:
+                try:
+                    uri = self.templar.template(uri)
+                except Exception as e:
+                    raise AnsibleParserError("uris: cannot template '%s': %s" % (uri, e))
+            uri = str(uri or "").strip()
             if uri and uri not in uris:
                 uris.append(uri)
         try:

@@ -171,8 +171,25 @@ def test_default_driver_guest_variables_and_groups(tmp_path):
 
 
 def test_uris_default_to_libvirt_default_uri(tmp_path, monkeypatch):
+    monkeypatch.delenv("KVMOPS_LIBVIRT_URIS", raising=False)
     monkeypatch.setenv("LIBVIRT_DEFAULT_URI", HV2)
     inventory = parse(tmp_path, {})
+    assert hosts(inventory) == ["app1", "web1"]
+    assert hostvars(inventory, "web1")["libvirt_uri"] == HV2
+
+
+def test_uris_from_kvmops_libvirt_uris_comma_separated(tmp_path, monkeypatch):
+    """What an AWX credential injects; it wins over LIBVIRT_DEFAULT_URI, the file wins over both."""
+    monkeypatch.setenv("LIBVIRT_DEFAULT_URI", "test:///default")
+    monkeypatch.setenv("KVMOPS_LIBVIRT_URIS", "%s, %s" % (HV1, HV2))
+    inventory = parse(tmp_path, {"hypervisor_names": {HV1: "hv1", HV2: "hv2"}})
+    assert hosts(inventory) == ["app1", "web1", "web1@hv2", "web2"]
+    assert hosts(parse(tmp_path, {"uris": ["test:///default"]})) == ["test"]
+
+
+def test_uris_in_the_file_may_be_templates(tmp_path, monkeypatch):
+    monkeypatch.setenv("KVMOPS_TEST_NODE", os.path.join(FIXTURES, "hv2.xml"))
+    inventory = parse(tmp_path, {"uris": ["test://{{ lookup('ansible.builtin.env', 'KVMOPS_TEST_NODE') }}"]})
     assert hosts(inventory) == ["app1", "web1"]
     assert hostvars(inventory, "web1")["libvirt_uri"] == HV2
 
