@@ -14,9 +14,9 @@ export KVMOPS_TEST_IMAGE_DIR="${KVMOPS_TEST_IMAGE_DIR:-$REPO/.cache/test-image}"
 export ANSIBLE_PYTHON_INTERPRETER="$REPO/.venv/bin/python"
 
 if [ "${1:-}" = cleanup ]; then
-  exec "$REPO/.venv/bin/ansible-playbook" -i localhost, -c local playbooks/main_cleanup.yml
+  exec "$REPO/.venv/bin/ansible-playbook" -i localhost, -c local playbooks/demo_cleanup.yml
 fi
-if [ -f playbooks/main.yml ]; then
-  exec "$REPO/.venv/bin/ansible-playbook" -i localhost, -c local playbooks/main.yml
+if [ -f playbooks/demo.yml ]; then
+  exec "$REPO/.venv/bin/ansible-playbook" -i localhost, -c local playbooks/demo.yml
 fi
 exec "$REPO/.venv/bin/ansible-playbook" -i localhost, -c local kvmops.virt.check_host
