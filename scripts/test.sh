@@ -19,6 +19,8 @@ if [ "${KVMOPS_SKIP_SETUP:-0}" != 1 ]; then
 fi
 VENV="$REPO/.venv/bin"
 UNITS_VENV="$REPO/.venv-units/bin"
+# Molecule and ansible-lint call ansible-config/ansible-playbook by name.
+export PATH="$VENV:$PATH"
 
 # The runtime collection path points at this checkout.
 mkdir -p "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kvmops"
