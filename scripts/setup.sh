@@ -4,6 +4,7 @@
 #   - system packages (apt on Debian/Ubuntu)
 #   - libvirt daemons (systemd where it runs, else started directly)
 #   - .venv (toolchain) and .venv-units (ansible-test units, without pytest-ansible)
+#   - .venv-docs (documentation build) and .venv-importer (galaxy-importer, ansible-builder)
 #   - ansible-test's pip bootstrap stand-in (its download host is not reachable offline)
 #   - the test guest image (kernel + busybox initramfs from Debian packages)
 set -euo pipefail
@@ -66,6 +67,8 @@ make_venv() {  # make_venv DIR REQUIREMENTS
 }
 make_venv .venv requirements-dev.txt
 make_venv .venv-units requirements-units.txt
+make_venv .venv-docs requirements-docs.txt          # scripts/build-docs.sh
+make_venv .venv-importer requirements-importer.txt  # scripts/dist.sh: galaxy-importer, ansible-builder
 
 # ansible-test bootstraps pip in its sanity venvs with a script it downloads
 # from a host that is not reachable here; this stand-in uses ensurepip instead.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set everything up and run the kvmops.virt test suite.
 #   scripts/test.sh                 all stages
-#   scripts/test.sh STAGE [ARGS]    one stage: changelog lint sanity units integration pytest molecule docs
+#   scripts/test.sh STAGE [ARGS]    one stage: changelog lint sanity units integration pytest molecule docs dist
 # Integration stages use the live qemu:///system daemon on this machine.
 set -uo pipefail
 
@@ -123,7 +123,18 @@ stage_docs() {
   bash scripts/build-docs.sh && record docs 1 0 || record docs 0 1
 }
 
-ALL_STAGES=(changelog lint sanity units pytest integration molecule docs)
+stage_dist() {
+  [ -x scripts/dist.sh ] || { record dist 0 0; return; }
+  local log="$LOGDIR/dist.log"
+  bash scripts/dist.sh 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]} p f
+  p="$(grep -c '^ok:' "$log")"
+  f="$(grep -c '^FAIL:' "$log")"
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  record dist "$p" "$f"
+}
+
+ALL_STAGES=(changelog lint sanity units pytest integration molecule docs dist)
 if [ $# -gt 0 ]; then
   stage="$1"; shift
   "stage_$stage" "$@"

@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Build the collection artifact and check it the way users and Galaxy get it.
+#   1. build_ignore: `ansible-galaxy collection build` in the working tree
+#      (with its venvs, caches, test output, docs build) ships none of them
+#   2. the release artifact: a clean copy of the git-tracked files, its
+#      CHANGELOG.rst rendered from the fragments (scripts/changelog_preview.py),
+#      `ansible-galaxy collection build`; its file list is checked
+#   3. installed with `ansible-galaxy collection install --offline` into a
+#      temporary collections path; a module, a role and a playbook run from
+#      the installed copy (asserted with -vvv's "Using module file" path), and
+#      nothing is loaded from this checkout
+#   4. galaxy-importer accepts the artifact (its own venv, .venv-importer,
+#      configured by tests/galaxy-importer.cfg)
+#   5. execution environment: requirements.txt has `>=` bounds only, bindep.txt
+#      parses, `ansible-builder introspect` finds them in the installed
+#      collection, and `ansible-builder create` makes a build context from
+#      docs/execution-environment.yml
+# Usage: scripts/dist.sh   (artifacts in a temporary directory, removed at the
+# end; KVMOPS_DIST_KEEP=DIR keeps the release artifact there)
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO"
+VENV="$REPO/.venv/bin"
+IMPORTER="$REPO/.venv-importer/bin"
+for tool in "$VENV/ansible-galaxy" "$VENV/antsibull-changelog" "$IMPORTER/ansible-builder" "$IMPORTER/python"; do
+  [ -x "$tool" ] || { echo "dist: $tool is missing; run scripts/setup.sh" >&2; exit 1; }
+done
+export ANSIBLE_NOCOLOR=1 ANSIBLE_FORCE_COLOR=0 ANSIBLE_DEPRECATION_WARNINGS=False
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/kvmops-dist.XXXXXX")"
+trap 'rm -rf "$WORK"' EXIT
+FAILED=0
+ok()   { echo "ok: $*"; }
+fail() { echo "FAIL: $*" >&2; FAILED=$((FAILED + 1)); }
+VERSION="$("$VENV/python" -c 'import yaml; print(yaml.safe_load(open("galaxy.yml"))["version"])')"
+TARBALL_NAME="kvmops-virt-$VERSION.tar.gz"
+
+# Paths that must never be in an artifact (regular expressions on member names).
+FORBIDDEN='^(\.venv[^/]*|\.cache|\.git|\.ci|tests/output|docs/_build|collections|build|bench/results)(/|$)|(^|/)__pycache__(/|$)|\.pyc$|\.tar\.gz$'
+check_members() {  # check_members TARBALL LABEL
+  local bad
+  bad="$(tar -tzf "$1" | sed 's|^\./||' | grep -E "$FORBIDDEN" || true)"
+  if [ -n "$bad" ]; then
+    fail "$2 contains files it must not ship:"; head -n 20 <<<"$bad" >&2
+  else
+    ok "$2 ships no venvs, caches, test output, docs build or VCS files ($(tar -tzf "$1" | wc -l) members)"
+  fi
+}
+
+echo "==> build from the working tree (build_ignore)"
+mkdir -p "$WORK/worktree-dist"
+if "$VENV/ansible-galaxy" collection build --output-path "$WORK/worktree-dist" . >"$WORK/worktree-build.log" 2>&1; then
+  check_members "$WORK/worktree-dist/$TARBALL_NAME" "the working-tree artifact"
+else
+  fail "ansible-galaxy collection build in the working tree"; cat "$WORK/worktree-build.log" >&2
+fi
+
+echo "==> release artifact from a clean copy of the tracked files"
+SRC="$WORK/src"
+mkdir -p "$SRC" "$WORK/dist"
+# KVMOPS_DIST_UNTRACKED=1 also takes new files that git does not ignore (to try
+# an artifact before committing).
+LS_FILES=(git ls-files -z)
+[ "${KVMOPS_DIST_UNTRACKED:-0}" = 1 ] && LS_FILES=(git ls-files -co --exclude-standard -z)
+"${LS_FILES[@]}" | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' | tar --null -cf - -T - | tar -xf - -C "$SRC"
+(unset ANSIBLE_COLLECTIONS_PATH; PATH="$VENV:$PATH" "$VENV/python" scripts/changelog_preview.py "$SRC") || fail "CHANGELOG.rst from the fragments"
+"$VENV/ansible-galaxy" collection build --output-path "$WORK/dist" "$SRC"
+TARBALL="$WORK/dist/$TARBALL_NAME"
+check_members "$TARBALL" "the release artifact"
+MEMBERS="$(tar -tzf "$TARBALL" | sed 's|^\./||')"
+before=$FAILED
+for required in MANIFEST.json FILES.json README.md CHANGELOG.rst changelogs/changelog.yaml meta/runtime.yml \
+                meta/execution-environment.yml requirements.txt bindep.txt \
+                plugins/modules/host_capabilities.py roles/kvm_host/meta/argument_specs.yml playbooks/check_host.yml; do
+  grep -qxF "$required" <<<"$MEMBERS" || fail "the release artifact lacks $required"
+done
+[ "$FAILED" -eq "$before" ] && ok "the release artifact has its metadata, changelog, EE files, modules, roles and playbooks"
+
+echo "==> install the artifact and run from the installed copy"
+COLL="$WORK/collections"
+INSTALLED="$COLL/ansible_collections/kvmops/virt"
+"$VENV/ansible-galaxy" collection install --offline -p "$COLL" "$TARBALL" >"$WORK/install.log" 2>&1 \
+  || { cat "$WORK/install.log" >&2; fail "ansible-galaxy collection install --offline"; }
+[ -f "$INSTALLED/MANIFEST.json" ] && ok "installed into $COLL" || fail "no MANIFEST.json in $INSTALLED"
+# Only the installed copy is visible: no other collection path, nothing next
+# to a playbook directory, no collections in site-packages; run outside the checkout.
+run_installed() {
+  (cd "$WORK" && env ANSIBLE_COLLECTIONS_PATH="$COLL" ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=False \
+     ANSIBLE_LOCALHOST_WARNING=False ANSIBLE_INVENTORY_UNPARSED_WARNING=False "$@")
+}
+if run_installed "$VENV/ansible" localhost -m kvmops.virt.host_capabilities -vvv >"$WORK/module.log" 2>&1; then
+  if grep -qF "Using module file $INSTALLED/plugins/modules/host_capabilities.py" "$WORK/module.log"; then
+    ok "kvmops.virt.host_capabilities ran from the installed copy ($INSTALLED)"
+  else
+    fail "host_capabilities did not run from $INSTALLED:"; grep -F "Using module file" "$WORK/module.log" >&2 || true
+  fi
+  if grep -qF "$REPO/plugins" "$WORK/module.log"; then fail "the run loaded files from the checkout $REPO"; fi
+  grep -q '"virtualization": "\(hardware\|emulation\|none\)"' "$WORK/module.log" \
+    && ok "host_capabilities returned a verdict" || fail "host_capabilities returned no verdict"
+else
+  tail -n 30 "$WORK/module.log" >&2; fail "kvmops.virt.host_capabilities from the installed copy"
+fi
+if run_installed "$VENV/ansible-playbook" kvmops.virt.check_host -e kvm_host_allow_emulation=true >"$WORK/playbook.log" 2>&1 \
+   && grep -q "^localhost *: ok=[1-9].* failed=0" "$WORK/playbook.log"; then
+  ok "playbook kvmops.virt.check_host (role kvm_host) ran from the installed copy"
+else
+  tail -n 30 "$WORK/playbook.log" >&2; fail "playbook kvmops.virt.check_host from the installed copy"
+fi
+
+echo "==> galaxy-importer"
+export GALAXY_IMPORTER_CONFIG="$REPO/tests/galaxy-importer.cfg"
+# galaxy-importer runs ansible-doc and ansible-lint from PATH: its own venv's.
+if (cd "$WORK" && PATH="$IMPORTER:$PATH" "$IMPORTER/python" -m galaxy_importer.main "$TARBALL") >"$WORK/importer.log" 2>&1; then
+  # It logs problems as warnings or errors and still finishes; none are accepted.
+  if grep -E '^(WARNING|ERROR)' "$WORK/importer.log" >&2; then
+    fail "galaxy-importer reported the problems above"
+  else
+    ok "galaxy-importer accepted $TARBALL_NAME ($(grep -c 'Loading ' "$WORK/importer.log" || true) contents loaded, ansible-lint clean)"
+  fi
+else
+  cat "$WORK/importer.log" >&2; fail "galaxy-importer rejected $TARBALL_NAME"
+fi
+
+echo "==> execution environment"
+bad_req="$(grep -vE '^\s*(#|$)' requirements.txt | grep -vE '^[A-Za-z0-9_.-]+>=[0-9][0-9.]*$' || true)"
+[ -z "$bad_req" ] && ok "requirements.txt has lower bounds (>=) only" || fail "requirements.txt entries must be NAME>=VERSION: $bad_req"
+"$IMPORTER/python" - "$INSTALLED/bindep.txt" <<'PY' && ok "bindep.txt parses; profiles: $("$IMPORTER/python" -c 'import sys; from bindep.depends import Depends; print(" ".join(sorted(Depends(open(sys.argv[1]).read()).profiles())))' bindep.txt)" || fail "bindep.txt does not parse"
+import sys
+from bindep.depends import Depends
+Depends(open(sys.argv[1]).read())
+PY
+"$IMPORTER/ansible-builder" introspect --sanitize "$COLL" >"$WORK/introspect.log" 2>&1 || true
+before=$FAILED
+for dep in 'libvirt-python>=' 'lxml>=' 'libvirt-devel \[platform:rpm compile\]' 'libvirt0 \[platform:dpkg\]'; do
+  grep -q -- "$dep" "$WORK/introspect.log" || fail "ansible-builder introspect did not find '$dep' in the installed collection"
+done
+[ "$FAILED" -eq "$before" ] && ok "ansible-builder introspect reads the Python and system dependencies from the installed collection"
+if "$IMPORTER/ansible-builder" create -f docs/execution-environment.yml -c "$WORK/ee" --output-filename Containerfile \
+     >"$WORK/builder.log" 2>&1; then
+  CF="$WORK/ee/Containerfile"
+  if [ -f "$CF" ] && grep -q 'ansible-galaxy collection install .*-r requirements.yml' "$CF" \
+     && grep -q 'introspect' "$CF" && grep -q 'install-from-bindep' "$CF" \
+     && grep -q 'name: kvmops.virt' "$WORK/ee/_build/requirements.yml"; then
+    ok "ansible-builder create made a build context: Containerfile installs kvmops.virt from _build/requirements.yml and its introspected requirements"
+  else
+    fail "the build context from docs/execution-environment.yml lacks the collection or its requirements"
+  fi
+else
+  cat "$WORK/builder.log" >&2; fail "ansible-builder create -f docs/execution-environment.yml"
+fi
+
+if [ -n "${KVMOPS_DIST_KEEP:-}" ]; then
+  mkdir -p "$KVMOPS_DIST_KEEP" && cp "$TARBALL" "$KVMOPS_DIST_KEEP/" && echo "kept $KVMOPS_DIST_KEEP/$TARBALL_NAME"
+fi
+echo "dist: $FAILED failed check(s) in ${SECONDS}s"
+[ "$FAILED" -eq 0 ]
