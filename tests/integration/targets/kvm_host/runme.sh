@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The kvm_host role on this host, for real:
+#   1. without kvm_host_allow_emulation it fails with a readable list when the
+#      host has no hardware virtualization;
+#   2. it converges (packages, daemons, an isolated network and a dir pool);
+#   3. a second run and a check-mode run report no change;
+#   4. verify.yml checks the real state (virsh, running daemons);
+#   5. without systemd, a daemon that is not running is started, and only once;
+#   6. cleanup removes what the test created (always).
+set -eux
+
+PLAYBOOK_ARGS=(-i "${INVENTORY_PATH:-../../inventory}" -e "kvm_host_test_id=$$" "$@")
+LOG_DIR="$(mktemp -d)"
+cleanup() {
+  ansible-playbook cleanup.yml "${PLAYBOOK_ARGS[@]}" || true
+  rm -rf "$LOG_DIR"
+}
+trap cleanup EXIT
+
+# Counts "changed=N" in the play recap of a log; fails unless it is 0.
+assert_no_change() {
+  grep -E '^testhost +:' "$1"
+  grep -qE '^testhost +: ok=[0-9]+ +changed=0 +unreachable=0 +failed=0' "$1"
+}
+
+ansible-playbook refused.yml "${PLAYBOOK_ARGS[@]}"
+
+ansible-playbook converge.yml "${PLAYBOOK_ARGS[@]}" | tee "$LOG_DIR/first.log"
+ansible-playbook converge.yml "${PLAYBOOK_ARGS[@]}" | tee "$LOG_DIR/second.log"
+assert_no_change "$LOG_DIR/second.log"
+ansible-playbook converge.yml --check --diff "${PLAYBOOK_ARGS[@]}" | tee "$LOG_DIR/check.log"
+assert_no_change "$LOG_DIR/check.log"
+
+ansible-playbook verify.yml "${PLAYBOOK_ARGS[@]}"
+ansible-playbook direct_start.yml "${PLAYBOOK_ARGS[@]}"
