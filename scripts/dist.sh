@@ -79,9 +79,15 @@ done
 echo "==> install the artifact and run from the installed copy"
 COLL="$WORK/collections"
 INSTALLED="$COLL/ansible_collections/kvmops/virt"
-"$VENV/ansible-galaxy" collection install --offline -p "$COLL" "$TARBALL" >"$WORK/install.log" 2>&1 \
-  || { cat "$WORK/install.log" >&2; fail "ansible-galaxy collection install --offline"; }
-[ -f "$INSTALLED/MANIFEST.json" ] && ok "installed into $COLL" || fail "no MANIFEST.json in $INSTALLED"
+# With only the new path configured: a kvmops.virt found elsewhere (the checkout
+# linked into .cache/collections by test.sh) would make it skip the install.
+ANSIBLE_COLLECTIONS_PATH="$COLL" "$VENV/ansible-galaxy" collection install --offline -p "$COLL" "$TARBALL" \
+  >"$WORK/install.log" 2>&1 || { cat "$WORK/install.log" >&2; fail "ansible-galaxy collection install --offline"; }
+if [ -f "$INSTALLED/MANIFEST.json" ] && grep -q "kvmops.virt:$VERSION was installed successfully" "$WORK/install.log"; then
+  ok "installed into $COLL"
+else
+  cat "$WORK/install.log" >&2; fail "kvmops.virt $VERSION was not installed into $COLL"
+fi
 # Only the installed copy is visible: no other collection path, nothing next
 # to a playbook directory, no collections in site-packages; run outside the checkout.
 run_installed() {
