@@ -120,6 +120,7 @@ class GuestManager(Manager):
         self._volume_paths = {}
         self.persistent = False
         self.autostart = False
+        self.started_at = None
         self.memory = None
         self.max_memory = None
         self.xml = None
@@ -1031,6 +1032,7 @@ class GuestManager(Manager):
 
     def _start(self, paused=False):
         flags = _flag("VIR_DOMAIN_START_PAUSED", 1) if paused else 0
+        self.started_at = time.time()
         self.client.call("starting guest '%s'" % self.name, self.dom.createWithFlags, flags)
 
     def _destroy(self):
@@ -1208,29 +1210,67 @@ class GuestManager(Manager):
 
     # -- addresses ----------------------------------------------------------------
     def _addresses(self, use_agent=True):
-        """``{mac: [addresses]}`` from DHCP leases, the guest agent and the ARP table."""
+        """``{mac: [addresses]}`` from DHCP leases, the guest agent and the ARP table.
+
+        When this task started the guest, a lease counts only if it was obtained
+        after the start (a lease from the previous boot is still valid for a
+        while), and the ARP table, which may hold entries from that boot, is not used.
+        """
         found = {}
         if self.dom is None or not self.dom.isActive():
             return found
-        sources = [("VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE", 0)]
+
+        def add(mac, ip):
+            if not ip or ip.startswith("fe80:") or ip.startswith("169.254.") or ip.startswith("127.") or ip == "::1":
+                return
+            lst = found.setdefault((mac or "").lower(), [])
+            if ip not in lst:
+                lst.append(ip)
+
+        for mac, ip in self._lease_addresses():
+            add(mac, ip)
+        sources = []
         if use_agent and self._agent_connected():
             sources.append(("VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT", 1))
-        sources.append(("VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP", 2))
+        if self.started_at is None:
+            sources.append(("VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP", 2))
         for name, default in sources:
             try:
                 result = self.dom.interfaceAddresses(_flag(name, default), 0)
             except Exception:  # pylint: disable=broad-except
                 continue
             for _ifname, info in (result or {}).items():
-                mac = (info.get("hwaddr") or "").lower()
                 for addr in info.get("addrs") or []:
-                    ip = addr.get("addr")
-                    if not ip or ip.startswith("fe80:") or ip.startswith("169.254.") or ip.startswith("127.") or ip == "::1":
-                        continue
-                    lst = found.setdefault(mac, [])
-                    if ip not in lst:
-                        lst.append(ip)
+                    add(info.get("hwaddr"), addr.get("addr"))
         return found
+
+    def _lease_addresses(self):
+        """(mac, ip) of the DHCP leases libvirt's networks hold for the guest's interfaces."""
+        out = []
+        try:
+            live = self._current_live()
+        except VirtError:
+            return out
+        for nic in live.interfaces:
+            kind, net_name = nic.source
+            mac = nic.normalized_mac()
+            if kind != "network" or not mac:
+                continue
+            net = self.client.lookup_network(net_name)
+            if net is None:
+                continue
+            try:
+                leases = net.DHCPLeases(mac, 0)
+            except Exception:  # pylint: disable=broad-except
+                continue
+            duration = _lease_duration(net)
+            for lease in leases or []:
+                if self.started_at is not None and lease.get("expirytime"):
+                    obtained = lease["expirytime"] - duration
+                    if obtained < self.started_at - 2:
+                        continue  # from before this task started the guest
+                out.append((lease.get("mac") or mac, lease.get("ipaddr")))
+        return out
 
     def _agent_connected(self):
         try:
@@ -1375,6 +1415,19 @@ def _unique(items):
         if item not in out:
             out.append(item)
     return out
+
+
+def _lease_duration(net):
+    """Seconds a DHCP lease of ``net`` lasts: its ``<lease expiry>``, else dnsmasq's default hour."""
+    try:
+        node = parse_xml(net.XMLDesc(0), what="network XML")
+    except Exception:  # pylint: disable=broad-except
+        return 3600
+    lease = node.find("./ip/dhcp/range/lease")
+    if lease is None or not (lease.get("expiry") or "").isdigit():
+        return 3600
+    factor = {"seconds": 1, "minutes": 60, "hours": 3600}.get(lease.get("unit") or "minutes", 60)
+    return int(lease.get("expiry")) * factor or 3600
 
 
 def _valid_hostname(name):
