@@ -7,9 +7,10 @@
 #      --fail-on-error) for the module, inventory and role reference, the
 #      Markdown user guide docs/*.md (myst-parser, scripts/docs_site.py), the
 #      changelog; sphinx-build -W --keep-going (every warning fails the build)
-# Output: docs/_build/html/index.html (docs/_build is git-ignored and rebuilt
-# from scratch each run). Tools come from .venv-docs (requirements-docs.txt,
-# made by scripts/setup.sh; KVMOPS_DOCS_VENV overrides).
+# Output: docs/_build/html/index.html and docs/_build/CHANGELOG.rst
+# (docs/_build is git-ignored; each run builds from scratch). Tools come from
+# .venv-docs (requirements-docs.txt, made by scripts/setup.sh;
+# KVMOPS_DOCS_VENV overrides).
 #
 # Offline: Sphinx cannot fetch intersphinx inventories here (docs.python.org,
 # docs.ansible.com), so the mapping is empty. The only warnings that causes are
@@ -37,9 +38,12 @@ if [ "$(readlink -f "$LINK" 2>/dev/null)" != "$REPO" ]; then
   ln -sfn "$REPO" "$LINK"
 fi
 
-BUILD="$REPO/docs/_build"
-rm -rf "$BUILD"
-mkdir -p "$BUILD"
+# Each run works in its own temporary directory, outside the collection (so
+# concurrent runs neither clobber each other nor show up in each other's
+# collection copies), and moves its results to docs/_build at the end.
+OUT="$REPO/docs/_build"
+BUILD="$(mktemp -d "${TMPDIR:-/tmp}/kvmops-docs.XXXXXX")"
+trap 'rm -rf "$BUILD"' EXIT
 
 echo "==> antsibull-docs lint-collection-docs --plugin-docs ."
 antsibull-docs lint-collection-docs --plugin-docs .
@@ -98,4 +102,8 @@ cp "$BUILD/CHANGELOG.rst" "$SITE/rst/changelog.rst"
 
 echo "==> sphinx-build (${SECONDS}s)"
 sphinx-build -q -E -b html -c "$SITE" -d "$BUILD/doctrees" -W --keep-going "$SITE/rst" "$BUILD/html"
-echo "docs: built $BUILD/html/index.html in ${SECONDS}s"
+mkdir -p "$OUT"
+rm -rf "$OUT/html" "$OUT/CHANGELOG.rst"
+mv "$BUILD/html" "$OUT/html"
+mv "$BUILD/CHANGELOG.rst" "$OUT/CHANGELOG.rst"
+echo "docs: built $OUT/html/index.html (changelog preview: $OUT/CHANGELOG.rst) in ${SECONDS}s"
