@@ -91,6 +91,12 @@ stage_units() {
 
 stage_integration() {
   sync_ansible_test_copy
+  # ansible-test passes no environment to the targets; they get the suite's
+  # settings as variables from this file (runme.sh targets read it too).
+  cat > "$ATC/tests/integration/integration_config.yml" <<YAML
+kvmops_test_image_dir: "$KVMOPS_TEST_IMAGE_DIR"
+kvmops_test_disruptive: $([ "$KVMOPS_TEST_DISRUPTIVE" = 1 ] && echo true || echo false)
+YAML
   local log="$LOGDIR/integration.log"
   (cd "$ATC" && "$VENV/ansible-test" integration --allow-destructive --python 3.13 "$@") 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
