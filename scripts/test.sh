@@ -94,6 +94,7 @@ stage_integration() {
   # ansible-test passes no environment to the targets; they get the suite's
   # settings as variables from this file (runme.sh targets read it too).
   cat > "$ATC/tests/integration/integration_config.yml" <<YAML
+kvmops_repo: "$REPO"
 kvmops_test_image_dir: "$KVMOPS_TEST_IMAGE_DIR"
 kvmops_test_disruptive: $([ "$KVMOPS_TEST_DISRUPTIVE" = 1 ] && echo true || echo false)
 YAML
