@@ -1225,7 +1225,7 @@ class DomainBuilder:
                     dom.smm = "on"
                 else:
                     dom.secure_boot_feature = "no"
-                    dom.enrolled_keys_feature = None
+                    dom.remove("./os/firmware/feature[@name='enrolled-keys']")
                 self._order_os_firmware()
 
     def _order_os_firmware(self):
