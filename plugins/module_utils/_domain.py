@@ -806,6 +806,8 @@ def overlay(base, src, label="", changes=None):
     """
     if changes is None:
         changes = []
+    if _same_quantity(base, src):
+        return changes  # <memory unit='MiB'>1024</memory> is libvirt's <memory unit='KiB'>1048576</memory>
     for key, value in src.attrib.items():
         old = base.get(key)
         if old != value:
@@ -837,6 +839,18 @@ def overlay(base, src, label="", changes=None):
         else:
             overlay(match, child, child_label, changes)
     return changes
+
+
+def _same_quantity(base, src):
+    """Whether two ``<x unit=...>N</x>`` elements are the same size in different units."""
+    if src.get("unit") is None or len(src) or set(src.attrib) - {"unit"}:
+        return False
+    try:
+        a = int((src.text or "").strip()) * (unit_factor(src.get("unit")) or 0)
+        b = int((base.text or "").strip()) * (unit_factor(base.get("unit") or "KiB") or 0)
+    except ValueError:
+        return False
+    return a > 0 and a == b
 
 
 def _redact(text):

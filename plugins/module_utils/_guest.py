@@ -1033,7 +1033,15 @@ class GuestManager(Manager):
     def _start(self, paused=False):
         flags = _flag("VIR_DOMAIN_START_PAUSED", 1) if paused else 0
         self.started_at = time.time()
-        self.client.call("starting guest '%s'" % self.name, self.dom.createWithFlags, flags)
+        action = "starting guest '%s'" % self.name
+        try:
+            self.dom.createWithFlags(flags)
+        except libvirt.libvirtError as e:
+            if not (paused and e.get_error_code() in (_flag("VIR_ERR_INVALID_ARG", 8), _flag("VIR_ERR_NO_SUPPORT", 3))):
+                raise self.client.translate(e, action)
+            # a driver that cannot start paused: start, then pause at once
+            self.client.call(action, self.dom.create)
+            self.client.call("pausing guest '%s'" % self.name, self.dom.suspend)
 
     def _destroy(self):
         self.client.call("powering off guest '%s'" % self.name, self.dom.destroy)
@@ -1044,6 +1052,16 @@ class GuestManager(Manager):
     def _is_off(self):
         state = self.client.call("reading the state of guest '%s'" % self.name, self.dom.state)[0]
         return state == _flag("VIR_DOMAIN_SHUTOFF", 5)
+
+    def _press_power_button(self):
+        """ACPI power button; drivers without that mode get their default graceful shutdown."""
+        action = "shutting down guest '%s'" % self.name
+        try:
+            self.dom.shutdownFlags(_flag("VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN", 1))
+        except libvirt.libvirtError as e:
+            if e.get_error_code() not in (_flag("VIR_ERR_INVALID_ARG", 8), _flag("VIR_ERR_NO_SUPPORT", 3)):
+                raise self.client.translate(e, action)
+            self.client.call(action, self.dom.shutdownFlags, 0)
 
     def _shutdown(self):
         """ACPI power button, wait up to wait_timeout; then power off with force, else fail."""
@@ -1069,8 +1087,7 @@ class GuestManager(Manager):
                 break
             if last_press is None or now - last_press >= ACPI_RESEND:
                 try:
-                    with self.client.errors("shutting down guest '%s'" % name):
-                        self.dom.shutdownFlags(_flag("VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN", 1))
+                    self._press_power_button()
                 except OperationFailed:
                     if self._is_off():
                         return
