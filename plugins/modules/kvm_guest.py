@@ -25,7 +25,7 @@ description:
     base image (O(disks[].backing_volume)), and recorded in the guest's C(<metadata>) so that
     O(remove_storage) deletes exactly those volumes and nothing else.
 author:
-  - kvmops.virt maintainers
+  - kvmops.virt maintainers (@kvmops)
 options:
   name:
     description:
@@ -137,7 +137,7 @@ options:
         description:
           - Absolute path of an image file or block device on the libvirt host, instead of O(disks[].pool) and O(disks[].volume).
           - When it does not exist and O(disks[].size) is given, it is created as a volume of the storage pool whose directory holds it.
-      type: str
+        type: str
       size:
         description:
           - Capacity of a disk to create when the volume does not exist yet, in bytes or with a unit (V(10GiB)).
@@ -291,6 +291,7 @@ extends_documentation_fragment:
   - kvmops.virt.connection
 attributes:
   platform:
+    description: Runs on the managed host; libvirt may be local or remote (O(uri)). Seeds are built on the managed host and uploaded.
     platforms: posix
     support: full
 notes:

@@ -40,8 +40,9 @@ def conn():
     c.close()
 
 
-def run(capsys, check=False, **args):
-    """Run the module; returns its JSON result (failures included)."""
+def run(capsys, args, check=False):
+    """Run the module with ``args``; returns its JSON result (failures included) and its output."""
+    args = dict(args)
     args.setdefault("uri", URI)
     args["_ansible_check_mode"] = check
     args["_ansible_diff"] = True
@@ -60,11 +61,11 @@ def warnings(result):
     return out
 
 
-def four_way(capsys, changed=True, **args):
-    r1, _o = run(capsys, check=True, **args)
-    r2, _o = run(capsys, **args)
-    r3, _o = run(capsys, check=True, **args)
-    r4, _o = run(capsys, **args)
+def four_way(capsys, args, changed=True):
+    r1, _o = run(capsys, args, check=True)
+    r2, _o = run(capsys, args)
+    r3, _o = run(capsys, args, check=True)
+    r4, _o = run(capsys, args)
     for r in (r1, r2, r3, r4):
         assert not r.get("failed"), r.get("msg")
     assert r1["changed"] is changed and r2["changed"] is changed
@@ -79,10 +80,17 @@ def four_way(capsys, changed=True, **args):
 BASE = dict(name="ut-a", state="present", memory=128, vcpus=1)
 
 
+def g(base=None, **changes):
+    """Arguments: ``base`` (default BASE) with ``changes``."""
+    out = dict(BASE if base is None else base)
+    out.update(changes)
+    return out
+
+
 def test_define_update_and_no_mac_idempotence(conn, capsys):
-    args = dict(BASE, disks=[dict(pool=POOL, volume="ut-a-root.qcow2", size="16MiB")],
-                interfaces=[dict(network=NET), dict(network=NET, model="e1000")], tags=["x"])
-    check, apply = four_way(capsys, **args)
+    args = g(disks=[dict(pool=POOL, volume="ut-a-root.qcow2", size="16MiB")],
+             interfaces=[dict(network=NET), dict(network=NET, model="e1000")], tags=["x"])
+    check, apply = four_way(capsys, args)
     assert check["diff"]["before"]["state"] == "absent"
     assert check["diff"]["after"]["state"] == "shutdown"
     assert check["diff"]["after"]["volumes[default-pool/ut-a-root.qcow2]"] == {"size": "16MiB", "pool": POOL}
@@ -91,12 +99,12 @@ def test_define_update_and_no_mac_idempotence(conn, capsys):
     assert all(m.startswith("52:54:00:") for m in macs)
     assert guest["created_volumes"] == [{"pool": POOL, "name": "ut-a-root.qcow2", "path": "/default-pool/ut-a-root.qcow2"}]
     # nothing specified: nothing compared, MACs kept
-    bare, _o = run(capsys, name="ut-a", state="present")
+    bare, _o = run(capsys, dict(name="ut-a", state="present"))
     assert bare["changed"] is False
     assert [n["mac"] for n in bare["guest"]["interfaces"]] == macs
     # an update in place keeps the UUID and the MACs
-    args2 = dict(args, memory="256MiB", interfaces=[dict(network=NET), dict(network=NET, model="virtio")], tags=["y", "x"])
-    check, apply = four_way(capsys, **args2)
+    args2 = g(args, memory="256MiB", interfaces=[dict(network=NET), dict(network=NET, model="virtio")], tags=["y", "x"])
+    check, apply = four_way(capsys, args2)
     assert sorted(check["diff"]["after"]) == ["interfaces[1].model", "max_memory", "memory", "tags"]
     assert apply["guest"]["uuid"] == guest["uuid"]
     assert [n["mac"] for n in apply["guest"]["interfaces"]] == macs
@@ -104,60 +112,60 @@ def test_define_update_and_no_mac_idempotence(conn, capsys):
 
 
 def test_power_states(conn, capsys):
-    four_way(capsys, **dict(BASE, state="present"))
+    four_way(capsys, g(state="present"))
     for state in ("running", "paused", "running", "shutdown", "paused", "shutdown"):
-        check, apply = four_way(capsys, **dict(BASE, state=state, wait_timeout=5))
+        check, apply = four_way(capsys, g(state=state, wait_timeout=5))
         assert apply["guest"]["state"] == state
         assert list(check["diff"]["after"]) == ["state"]
 
 
 def test_running_guest_memory_within_and_beyond_the_maximum(conn, capsys):
-    run(capsys, **dict(BASE, state="running", memory=128, max_memory=256))
-    _check, apply = four_way(capsys, **dict(BASE, state="running", memory=200))
+    run(capsys, g(state="running", memory=128, max_memory=256))
+    _check, apply = four_way(capsys, g(state="running", memory=200))
     assert "set the memory of the running guest to 200 MiB" in apply["actions"]
     assert apply["reboot_required"] is False
-    _check, apply = four_way(capsys, **dict(BASE, state="running", memory=512))
+    _check, apply = four_way(capsys, g(state="running", memory=512))
     assert apply["reboot_required"] is True
     assert apply["guest"]["pending_changes"] == ["max_memory", "memory"]
-    again, _o = run(capsys, **dict(BASE, state="running", memory=512))
+    again, _o = run(capsys, g(state="running", memory=512))
     assert again["changed"] is False and again["reboot_required"] is True
 
 
 def test_running_guest_interface_hotplug_and_config_only_changes(conn, capsys):
     """The test driver cannot hot-plug: the change lands in the persistent definition, with a warning, as pending."""
-    run(capsys, **dict(BASE, state="running", interfaces=[dict(network=NET)]))
-    args = dict(BASE, state="running", interfaces=[dict(network=NET), dict(network=NET, mac="52:54:00:11:22:33")])
-    check, _o = run(capsys, check=True, **args)
-    apply, _o = run(capsys, **args)
+    run(capsys, g(state="running", interfaces=[dict(network=NET)]))
+    args = g(state="running", interfaces=[dict(network=NET), dict(network=NET, mac="52:54:00:11:22:33")])
+    check, _o = run(capsys, args, check=True)
+    apply, _o = run(capsys, args)
     assert check["diff"] == apply["diff"] and check["actions"] == apply["actions"]
     assert "attach interface interfaces[1] to the running guest" in apply["actions"]
     assert check["reboot_required"] is False  # check mode expects the hot-plug to work
     assert any("takes effect at the next boot" in w for w in warnings(apply))
     assert apply["guest"]["pending_changes"] == ["interfaces[1]"]
-    again, _o = run(capsys, **args)
+    again, _o = run(capsys, args)
     assert again["changed"] is False and again["guest"]["pending_changes"] == ["interfaces[1]"]
     assert "52:54:00:11:22:33" in conn.lookupByName("ut-a").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
-    _check, apply = four_way(capsys, **dict(args, vcpus=1, max_vcpus=4))
+    _check, apply = four_way(capsys, g(args, vcpus=1, max_vcpus=4))
     assert apply["guest"]["pending_changes"] == ["max_vcpus", "interfaces[1]"]
 
 
 def test_remove_storage_deletes_only_created_volumes(conn, capsys):
     pool = conn.storagePoolLookupByName(POOL)
     pool.createXML("<volume><name>ut-user.raw</name><capacity>1048576</capacity></volume>", 0)
-    run(capsys, **dict(BASE, disks=[dict(pool=POOL, volume="ut-a-root.qcow2", size="1MiB"), dict(pool=POOL, volume="ut-user.raw")]))
-    run(capsys, **dict(BASE, name="ut-b", disks=[dict(pool=POOL, volume="ut-b-root.qcow2", size="1MiB")]))
+    run(capsys, g(disks=[dict(pool=POOL, volume="ut-a-root.qcow2", size="1MiB"), dict(pool=POOL, volume="ut-user.raw")]))
+    run(capsys, g(name="ut-b", disks=[dict(pool=POOL, volume="ut-b-root.qcow2", size="1MiB")]))
     # guest ut-c uses ut-b's disk: removing ut-b must keep it
-    run(capsys, **dict(BASE, name="ut-c", disks=[dict(pool=POOL, volume="ut-b-root.qcow2")]))
-    check, apply = four_way(capsys, name="ut-a", state="absent", remove_storage=True)
+    run(capsys, g(name="ut-c", disks=[dict(pool=POOL, volume="ut-b-root.qcow2")]))
+    check, apply = four_way(capsys, dict(name="ut-a", state="absent", remove_storage=True))
     assert check["diff"] == {"before": {"state": "shutdown", "volumes[default-pool/ut-a-root.qcow2]": "/default-pool/ut-a-root.qcow2"},
                              "after": {"state": "absent", "volumes[default-pool/ut-a-root.qcow2]": None}}
     names = [v.name() for v in pool.listAllVolumes(0)]
     assert "ut-a-root.qcow2" not in names and "ut-user.raw" in names
-    _check, apply = four_way(capsys, name="ut-b", state="absent", remove_storage=True)
+    _check, apply = four_way(capsys, dict(name="ut-b", state="absent", remove_storage=True))
     assert apply["diff"]["after"] == {"state": "absent"}
     assert any("used by another guest: ut-c" in w for w in warnings(apply))
     assert "ut-b-root.qcow2" in [v.name() for v in pool.listAllVolumes(0)]
-    four_way(capsys, changed=False, name="ut-b", state="absent", remove_storage=True)
+    four_way(capsys, dict(name="ut-b", state="absent", remove_storage=True), changed=False)
 
 
 @pytest.mark.parametrize("extra,message", [
@@ -185,9 +193,9 @@ def test_remove_storage_deletes_only_created_volumes(conn, capsys):
 ])
 def test_bad_input_names_the_option_and_changes_nothing(conn, capsys, extra, message):
     before = (sorted(d.name() for d in conn.listAllDomains(0)), sorted(v.name() for v in conn.storagePoolLookupByName(POOL).listAllVolumes(0)))
-    args = dict(BASE, name="ut-bad")
+    args = g(name="ut-bad")
     args.update(extra)
-    result, out = run(capsys, **args)
+    result, out = run(capsys, args)
     assert result["failed"] is True
     assert result["msg"].startswith(message), result["msg"]
     assert "Traceback" not in out
@@ -197,21 +205,21 @@ def test_bad_input_names_the_option_and_changes_nothing(conn, capsys, extra, mes
 
 def test_secrets_stay_out_of_diffs_and_results(conn, capsys):
     secret_pw = "Pq7zX1w"
-    args = dict(BASE, graphics=dict(type="vnc", password=secret_pw))
-    check, out = run(capsys, check=True, **args)
+    args = g(graphics=dict(type="vnc", password=secret_pw))
+    check, out = run(capsys, args, check=True)
     assert check["diff"]["after"]["graphics.password"] == "******** (changed)"
     assert secret_pw not in out
-    run(capsys, **args)
-    changed, out = run(capsys, **dict(args, graphics=dict(type="vnc", password="Zz9yY8x")))
+    run(capsys, args)
+    changed, out = run(capsys, g(args, graphics=dict(type="vnc", password="Zz9yY8x")))
     assert changed["diff"] == {"before": {"graphics.password": "********"}, "after": {"graphics.password": "******** (changed)"}}
     assert "Zz9yY8x" not in out and secret_pw not in out
 
 
 def test_cloud_init_user_data_is_a_secret_in_check_mode(conn, capsys):
     secret = "s3cr3t-user-data-value"
-    args = dict(BASE, disks=[dict(pool=POOL, volume="ut-a-root.qcow2", size="1MiB")],
-                cloud_init=dict(user_data={"password": secret}, meta_data={"local-hostname": "ut"}))
-    check, out = run(capsys, check=True, **args)
+    args = g(disks=[dict(pool=POOL, volume="ut-a-root.qcow2", size="1MiB")],
+             cloud_init=dict(user_data={"password": secret}, meta_data={"local-hostname": "ut"}))
+    check, out = run(capsys, args, check=True)
     assert check["changed"] is True
     assert check["diff"]["after"]["cloud_init.user_data"] == "******** (changed)"
     assert check["diff"]["after"]["cloud_init.meta_data"].startswith("digest:")
@@ -220,9 +228,9 @@ def test_cloud_init_user_data_is_a_secret_in_check_mode(conn, capsys):
 
 
 def test_xml_option_and_structured_precedence(conn, capsys):
-    run(capsys, **BASE)
+    run(capsys, BASE)
     xml = "<domain><memory unit='MiB'>999</memory><on_crash>preserve</on_crash></domain>"
-    check, apply = four_way(capsys, **dict(BASE, xml=xml))
+    check, apply = four_way(capsys, g(xml=xml))
     # the xml option raises the maximum memory (memory sets only the current amount) and sets on_crash
     assert check["diff"]["after"] == {"xml/memory@unit": "MiB", "xml/memory": "999", "xml/on_crash": "preserve"}
     assert apply["guest"]["memory_mb"] == 128 and apply["guest"]["max_memory_mb"] == 999
@@ -230,7 +238,7 @@ def test_xml_option_and_structured_precedence(conn, capsys):
 
 def test_failed_define_removes_the_volumes_it_created(conn, capsys):
     # A kernel path is not checked by the test driver; an invalid machine for the test driver fails at define time
-    result, _out = run(capsys, **dict(BASE, name="ut-fail", disks=[dict(pool=POOL, volume="ut-fail.qcow2", size=1024)],
+    result, _out = run(capsys, g(name="ut-fail", disks=[dict(pool=POOL, volume="ut-fail.qcow2", size=1024)],
                                       xml="<domain><devices><disk type='file' device='disk'><target dev='vdq' bus='nonsense'/></disk></devices></domain>"))
     assert result["failed"] is True
     assert "removed the volumes this task had created: default-pool/ut-fail.qcow2" in result["msg"]
