@@ -364,3 +364,51 @@ def test_round_trip_on_the_test_driver(conn, name, input_name, factory, paths):
             d.target = d.target  # resolved again from the defined guest
     _domain2, changes2 = dm.DomainBuilder(again, spec).build()
     assert [c.path for c in changes2] == []
+
+
+def test_secure_boot_off_leaves_a_valid_firmware_element():
+    spec = dm.GuestSpec("golden-sb")
+    spec.memory = 128
+    spec.firmware = "uefi"
+    spec.secure_boot = True
+    domain, _changes = dm.DomainBuilder(None, spec).build()
+    assert domain.secure_boot is True and domain.smm == "on"
+    off = dm.GuestSpec("golden-sb")
+    off.firmware = "uefi"
+    off.secure_boot = False
+    domain2, changes = dm.DomainBuilder(dm.Domain.from_xml(domain.to_xml()), off).build()
+    assert [c.path for c in changes] == ["secure_boot"]
+    features = domain2.node.findall("./os/firmware/feature")
+    assert [(f.get("name"), f.get("enabled")) for f in features] == [("secure-boot", "no")]
+
+
+def test_uefi_without_secure_boot_pins_the_non_secure_firmware():
+    spec = dm.GuestSpec("golden-uefi")
+    spec.memory = 128
+    spec.firmware = "uefi"
+    domain, _changes = dm.DomainBuilder(None, spec).build()
+    assert domain.firmware_attr == "efi"
+    assert domain.secure_boot_feature == "no"
+    assert domain.acpi and domain.apic
+
+
+def test_xml_option_compares_sizes_across_units():
+    actual = dm.Domain.from_xml(fixture(NOMAC))  # <memory unit='KiB'>262144</memory>
+    spec = dm.GuestSpec("golden-nomac")
+    spec.xml = parse_xml("<domain><memory unit='MiB'>256</memory><currentMemory unit='GiB'>1</currentMemory></domain>")
+    _domain, changes = dm.DomainBuilder(actual, spec).build()
+    assert [c.path for c in changes] == ["xml/currentMemory@unit", "xml/currentMemory"]
+
+
+def test_new_guest_from_the_xml_option_keeps_its_devices():
+    spec = dm.GuestSpec("golden-xml")
+    spec.memory = 64
+    spec.xml = parse_xml("<domain type='qemu'><name>ignored</name><devices>"
+                         "<disk type='file' device='disk'><source file='/x.img'/><target dev='vdz' bus='virtio'/></disk>"
+                         "</devices></domain>")
+    spec.disks = [dm.DiskSpec(0, "disk", "/y.img", default_format="raw")]
+    domain, changes = dm.DomainBuilder(None, spec).build()
+    assert domain.name == "golden-xml"
+    assert domain.virt_type == "qemu"
+    assert sorted(d.target for d in domain.disks) == ["vda", "vdz"]  # the xml's disk is kept, not treated as removed
+    assert "disks[vda]" in [c.path for c in changes]
