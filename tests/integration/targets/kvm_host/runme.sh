@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The kvm_host role on this host, for real:
 #   1. without kvm_host_allow_emulation it fails with a readable list when the
-#      host has no hardware virtualization;
+#      host has no hardware virtualization, and a libvirt that does not answer
+#      fails it after a bounded wait, naming the URI;
 #   2. it converges (packages, daemons, an isolated network and a dir pool);
 #   3. a second run and a check-mode run report no change;
 #   4. verify.yml checks the real state (virsh, running daemons);
