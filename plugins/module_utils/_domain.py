@@ -1431,8 +1431,14 @@ class DomainBuilder:
     def _seed_disk(self, machine):
         seed = self.spec.seed
         dom = self.domain
+        recorded = None if self.new else (self.actual.metadata().seed or {}).get("path")
         for disk in dom.disks:
             if self._disk_path(disk) == seed.path:
+                break
+            if recorded and self._disk_path(disk) == norm_path(recorded):
+                # the seed moved (another pool): the same cdrom gets the new volume
+                self.change("cloud_init.cdrom", disk.path(), seed.path, DISK_MEDIA, data={"target": disk.target})
+                disk.set_source("file", seed.path)
                 break
         else:
             d = DiskSpec(device="cdrom", path=seed.path, fmt="raw", target=seed.target, seed=True)

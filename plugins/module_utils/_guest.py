@@ -581,15 +581,15 @@ class GuestManager(Manager):
         per_file = dict((name, seed_digest({name: content})) for name, content in files.items())
         pool_name = ci.get("pool")
         option = "cloud_init.pool"
+        if pool_name is None and self.actual is not None:
+            recorded = self.actual.metadata().seed
+            if recorded and recorded.get("pool"):
+                pool_name = recorded["pool"]
         if pool_name is None:
             for d in self.params.get("disks") or []:
                 if d.get("pool"):
                     pool_name = d["pool"]
                     break
-        if pool_name is None and self.actual is not None:
-            recorded = self.actual.metadata().seed
-            if recorded and recorded.get("pool"):
-                pool_name = recorded["pool"]
         if pool_name is None:
             raise InvalidArgument(option, "required: no disk names a pool to put the seed volume in")
         pool = self._require_active_pool(pool_name, option)

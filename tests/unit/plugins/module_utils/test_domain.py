@@ -412,3 +412,17 @@ def test_new_guest_from_the_xml_option_keeps_its_devices():
     assert domain.virt_type == "qemu"
     assert sorted(d.target for d in domain.disks) == ["vda", "vdz"]  # the xml's disk is kept, not treated as removed
     assert "disks[vda]" in [c.path for c in changes]
+
+
+def test_a_seed_in_another_pool_replaces_the_media_of_the_same_cdrom():
+    spec = dm.GuestSpec("golden-seed")
+    spec.memory = 64
+    spec.seed = seed_spec()
+    first, _changes = dm.DomainBuilder(None, spec).build()
+    moved = dm.GuestSpec("golden-seed")
+    moved.seed = dm.SeedSpec("other", "g-cidata.iso", "/srv/other/g-cidata.iso", "d" * 64, seed_spec().files)
+    domain, changes = dm.DomainBuilder(dm.Domain.from_xml(first.to_xml()), moved).build()
+    assert [(c.path, c.kind) for c in changes] == [("cloud_init.cdrom", dm.DISK_MEDIA)]
+    cdroms = [d for d in domain.disks if d.device == "cdrom"]
+    assert [(d.target, d.path()) for d in cdroms] == [("sda", "/srv/other/g-cidata.iso")]
+    assert domain.metadata().seed["path"] == "/srv/other/g-cidata.iso"
