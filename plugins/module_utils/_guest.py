@@ -138,6 +138,8 @@ class GuestManager(Manager):
             raise InvalidArgument("wait_timeout", "must not be negative, got %d" % p["wait_timeout"])
         if self.state == "absent":
             return
+        if p.get("remove_storage"):
+            self.warnings.append("remove_storage applies only with state: absent; it was ignored")
         self.memory = parse_memory_mib(p.get("memory"), "memory")
         self.max_memory = parse_memory_mib(p.get("max_memory"), "max_memory")
         if self.memory is not None and self.max_memory is not None and self.memory > self.max_memory:
