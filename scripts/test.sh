@@ -48,13 +48,14 @@ record() {  # record STAGE PASSED FAILED
   TOTAL_FAILED=$((TOTAL_FAILED + $3))
 }
 # Counts from a pytest-style summary line ("3 failed, 12 passed, 1 skipped in 2.0s").
-pytest_counts() {  # pytest_counts LOG -> "passed failed"
-  local line p f e
-  line="$(grep -E '(passed|failed|error)' "$1" | grep -E '^(=+ )?[0-9]+ (passed|failed|error)' | tail -n1)"
-  p="$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+' || echo 0)"
-  f="$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+' || echo 0)"
-  e="$(grep -oE '[0-9]+ errors?' <<<"$line" | grep -oE '[0-9]+' || echo 0)"
-  echo "${p:-0} $(( ${f:-0} + ${e:-0} ))"
+pytest_counts() {  # pytest_counts LOG -> "passed failed", summed over every pytest summary line
+  local p=0 f=0 line n
+  while IFS= read -r line; do
+    n="$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+' || true)"; p=$((p + ${n:-0}))
+    n="$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+' || true)"; f=$((f + ${n:-0}))
+    n="$(grep -oE '[0-9]+ errors?' <<<"$line" | grep -oE '[0-9]+' || true)"; f=$((f + ${n:-0}))
+  done < <(grep -E '^=+ .*[0-9]+ (passed|failed|errors?).* in [0-9.]+s' "$1")
+  echo "$p $f"
 }
 LOGDIR="$REPO/tests/output/logs"
 mkdir -p "$LOGDIR"
@@ -102,7 +103,7 @@ YAML
   (cd "$ATC" && "$VENV/ansible-test" integration --allow-destructive --python 3.13 "$@") 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   local run
-  run="$(grep -cE '^Running [a-z0-9_]+ integration test role' "$log")"
+  run="$(grep -cE '^Running [a-z0-9_]+ integration test (role|script)' "$log")"
   if [ "$rc" -eq 0 ]; then record integration "$run" 0; else record integration "$((run > 0 ? run - 1 : 0))" 1; fi
 }
 
@@ -141,19 +142,26 @@ stage_dist() {
   record dist "$p" "$f"
 }
 
-ALL_STAGES=(changelog lint sanity units pytest integration molecule docs dist)
-if [ $# -gt 0 ]; then
-  stage="$1"; shift
-  "stage_$stage" "$@"
-else
-  for stage in "${ALL_STAGES[@]}"; do
-    echo "######## stage: $stage"
-    "stage_$stage"
-  done
-fi
+main() {
+  ALL_STAGES=(changelog lint sanity units pytest integration molecule docs dist)
+  if [ $# -gt 0 ]; then
+    stage="$1"; shift
+    "stage_$stage" "$@"
+  else
+    for stage in "${ALL_STAGES[@]}"; do
+      echo "######## stage: $stage"
+      "stage_$stage"
+    done
+  fi
 
-echo
-echo "######## summary"
-for stage in "${!STAGE_RESULT[@]}"; do printf '%-14s %s\n' "$stage" "${STAGE_RESULT[$stage]}"; done | sort
-echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
-[ "$TOTAL_FAILED" -eq 0 ]
+  echo
+  echo "######## summary"
+  for stage in "${!STAGE_RESULT[@]}"; do printf '%-14s %s\n' "$stage" "${STAGE_RESULT[$stage]}"; done | sort
+  echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+  [ "$TOTAL_FAILED" -eq 0 ]
+}
+
+# Bash reads a script while running it; with everything inside main, editing
+# this file cannot derail a suite that is already running.
+main "$@"
+exit $?

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import traceback
+from urllib.parse import urlparse
 
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     ConnectionFailed,
@@ -53,6 +54,13 @@ _CONNECTION_CODES = (
     "VIR_ERR_AUTH_UNAVAILABLE",
     "VIR_ERR_RPC",
 )
+
+
+def is_local_uri(uri):
+    """True when the hypervisor at ``uri`` runs on the host executing this code,
+    so that its files (images, console logs) are this host's files."""
+    parsed = urlparse(resolve_uri(uri))
+    return (parsed.hostname or "") in ("", "localhost", "127.0.0.1", "::1")
 
 
 def resolve_uri(uri):

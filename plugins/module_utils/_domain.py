@@ -40,13 +40,12 @@ import os
 import re
 
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument
-from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size, unit_factor
+from ansible_collections.kvmops.virt.plugins.module_utils._size import unit_factor
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import (
     XMLChildren,
     XMLFlag,
     XMLObject,
     XMLProperty,
-    canonical,
     etree,
     parse_xml,
     to_string,
@@ -176,6 +175,20 @@ def _is_attached(node, root):
 
 def _children(node, tag):
     return [c for c in node if c.tag == tag]
+
+
+# virDomainState -> the state names kvm_guest uses (its ``state`` option and ``guest.state``):
+# a guest that is blocked or being shut down is still running; shut off is ``shutdown``.
+STATE_NAMES = {
+    0: "running",  # VIR_DOMAIN_NOSTATE
+    1: "running",
+    2: "running",  # BLOCKED
+    3: "paused",
+    4: "running",  # SHUTDOWN: being shut down
+    5: "shutdown",  # SHUTOFF
+    6: "crashed",
+    7: "pmsuspended",
+}
 
 
 # ---------------------------------------------------------------------------
@@ -1652,12 +1665,3 @@ def interface_facts(domain):
             "model": nic.model,
         })
     return out
-
-
-def same_definition(a, b):
-    """True when two domains are the same XML apart from formatting."""
-    return canonical(a.node) == canonical(b.node)
-
-
-def describe_size(num_bytes):
-    return human_size(num_bytes)

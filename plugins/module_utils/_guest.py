@@ -62,18 +62,6 @@ POLL = 0.5
 DETACH_TIMEOUT = 30
 ACPI_RESEND = 10
 
-STATE_NAMES = {
-    0: "running",       # VIR_DOMAIN_NOSTATE
-    1: "running",
-    2: "running",       # BLOCKED
-    3: "paused",
-    4: "running",       # SHUTDOWN: being shut down
-    5: "shutdown",      # SHUTOFF
-    6: "crashed",
-    7: "pmsuspended",
-}
-
-
 def _flag(name, default=0):
     return getattr(libvirt, name, default) if libvirt is not None else default
 
@@ -274,7 +262,7 @@ class GuestManager(Manager):
         secure = _flag("VIR_DOMAIN_XML_SECURE")
         with self.client.errors("reading guest '%s'" % self.name):
             state = self.dom.state()[0]
-            self.cur_state = STATE_NAMES.get(state, "running")
+            self.cur_state = dm.STATE_NAMES.get(state, "running")
             self.persistent = bool(self.dom.isPersistent())
             inactive = self.dom.XMLDesc(secure | (_flag("VIR_DOMAIN_XML_INACTIVE") if self.persistent else 0))
             self.actual = dm.Domain.from_xml(inactive)

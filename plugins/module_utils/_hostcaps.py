@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 import platform
-from urllib.parse import urlparse
 
+from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import ConnectionFailed, VirtError
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import parse_xml
 
@@ -174,10 +174,6 @@ def parse_domain_capabilities(xml):
         "virtio": "virtio" in buses or "virtio" in disk_models,
     }
 
-
-def is_local_uri(uri):
-    parsed = urlparse(uri)
-    return not parsed.hostname and "+ssh" not in parsed.scheme and "+tcp" not in parsed.scheme and "+tls" not in parsed.scheme
 
 
 def classify(cpu, kvm_ok, domain_types, libvirt_reachable):

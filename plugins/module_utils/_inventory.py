@@ -31,18 +31,6 @@ from ansible_collections.kvmops.virt.plugins.module_utils._errors import NotFoun
 # The namespace kvm_guest keeps its <metadata> in (tags are read through _domain.GuestMetadata).
 GUEST_METADATA_NS = dm.NS
 
-# virDomainState -> the state names kvm_guest uses (its ``state`` option and ``guest.state``):
-# a guest that is blocked or being shut down is still running; shut off is ``shutdown``.
-STATE_NAMES = {
-    0: "running",  # VIR_DOMAIN_NOSTATE
-    1: "running",
-    2: "running",  # BLOCKED
-    3: "paused",
-    4: "running",  # SHUTDOWN: being shut down
-    5: "shutdown",  # SHUTOFF
-    6: "crashed",
-    7: "pmsuspended",
-}
 STATE_CHOICES = ["crashed", "paused", "pmsuspended", "running", "shutdown"]
 # Other spellings accepted by the ``states`` filter.
 STATE_ALIASES = {"shutoff": "shutdown", "shut off": "shutdown", "stopped": "shutdown", "suspended": "pmsuspended"}
@@ -270,7 +258,7 @@ def _read_guest(client, dom, sources, resolve_volume=None):
     guest = parse_domain(xml, resolve_volume)
     guest.update(
         {
-            "state": STATE_NAMES.get(state, "running"),
+            "state": dm.STATE_NAMES.get(state, "running"),
             "active": active,
             "persistent": persistent,
             "autostart": autostart,

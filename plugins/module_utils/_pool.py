@@ -18,8 +18,8 @@ the module reports with ``restart_required`` and a warning.
 from __future__ import annotations
 
 import os
-from urllib.parse import urlparse
 
+from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
 from ansible_collections.kvmops.virt.plugins.module_utils._common import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     InvalidArgument,
@@ -94,11 +94,6 @@ def check_name(name, option="name", what="pool"):
         )
     return name
 
-
-def is_local_uri(uri):
-    """True when the libvirt host is this machine, so its paths can be checked here."""
-    parsed = urlparse(uri or "")
-    return (parsed.hostname or "") in ("", "localhost", "127.0.0.1", "::1")
 
 
 # -- XML model ---------------------------------------------------------------
