@@ -62,6 +62,7 @@ POLL = 0.5
 DETACH_TIMEOUT = 30
 ACPI_RESEND = 10
 
+
 def _flag(name, default=0):
     return getattr(libvirt, name, default) if libvirt is not None else default
 

@@ -175,7 +175,6 @@ def parse_domain_capabilities(xml):
     }
 
 
-
 def classify(cpu, kvm_ok, domain_types, libvirt_reachable):
     """``hardware``, ``emulation`` or ``none`` and the reason, honestly.
 

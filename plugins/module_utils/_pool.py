@@ -95,7 +95,6 @@ def check_name(name, option="name", what="pool"):
     return name
 
 
-
 # -- XML model ---------------------------------------------------------------
 class PoolDevice(XMLObject):
     TAG = "device"
