@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# `check && ok "..." || fail "..."`: ok and fail only print and always succeed.
+# shellcheck disable=SC2015
 # Build and check the kvmops.virt documentation, offline.
 #   1. antsibull-docs lint-collection-docs --plugin-docs .   (must be clean)
 #   2. CHANGELOG.rst rendered by antsibull-changelog from the fragments, in a

@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# `check && ok "..." || fail "..."`: ok and fail only print and always succeed.
+# shellcheck disable=SC2015
 # Build the collection artifact and check it the way users and Galaxy get it.
 #   1. build_ignore: `ansible-galaxy collection build` in the working tree
 #      (with its venvs, caches, test output, docs build) ships none of them

@@ -27,6 +27,7 @@ APT_PACKAGES=(
   libvirt-daemon-system libvirt-clients libvirt-dev pkg-config
   qemu-system-x86 qemu-utils dnsmasq-base ovmf cpio busybox-static
   genisoimage lvm2 e2fsprogs iproute2 iptables nftables xz-utils git
+  shellcheck  # ansible-test sanity skips its shellcheck test without it
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

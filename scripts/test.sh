@@ -1,4 +1,6 @@
 #!/usr/bin/env bash
+# The stage_* functions are called by name ("stage_$stage"), which shellcheck cannot see.
+# shellcheck disable=SC2317
 # Set everything up and run the kvmops.virt test suite.
 #   scripts/test.sh                 all stages
 #   scripts/test.sh STAGE [ARGS]    one stage: changelog lint sanity units integration pytest molecule docs dist
@@ -6,7 +8,7 @@
 set -uo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$REPO"
+cd "$REPO" || exit 1
 export ANSIBLE_NOCOLOR=1 PY_COLORS=0 ANSIBLE_FORCE_COLOR=0
 export ANSIBLE_COLLECTIONS_PATH="$REPO/.cache/collections"
 export KVMOPS_REPO="$REPO"
@@ -61,11 +63,11 @@ LOGDIR="$REPO/tests/output/logs"
 mkdir -p "$LOGDIR"
 
 stage_changelog() {
-  "$VENV/antsibull-changelog" lint && record changelog 1 0 || record changelog 0 1
+  if "$VENV/antsibull-changelog" lint; then record changelog 1 0; else record changelog 0 1; fi
 }
 
 stage_lint() {
-  "$VENV/ansible-lint" --profile production --offline -q && record ansible-lint 1 0 || record ansible-lint 0 1
+  if "$VENV/ansible-lint" --profile production --offline -q; then record ansible-lint 1 0; else record ansible-lint 0 1; fi
 }
 
 stage_sanity() {
@@ -118,9 +120,10 @@ stage_pytest() {
 
 stage_molecule() {
   [ -d extensions/molecule ] || { record molecule 0 0; return; }
-  local passed=0 failed=0 scenario
-  for scenario in $(ls extensions/molecule | grep -v '^config'); do
-    [ -f "extensions/molecule/$scenario/molecule.yml" ] || continue
+  local passed=0 failed=0 scenario scenario_dir
+  for scenario_dir in extensions/molecule/*/; do
+    scenario="$(basename "$scenario_dir")"
+    [ -f "$scenario_dir/molecule.yml" ] || continue
     if (cd extensions && "$VENV/molecule" test -s "$scenario"); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
   done
   record molecule "$passed" "$failed"
@@ -128,7 +131,7 @@ stage_molecule() {
 
 stage_docs() {
   [ -x scripts/build-docs.sh ] || { record docs 0 0; return; }
-  bash scripts/build-docs.sh && record docs 1 0 || record docs 0 1
+  if bash scripts/build-docs.sh; then record docs 1 0; else record docs 0 1; fi
 }
 
 stage_dist() {

@@ -25,9 +25,9 @@ changed="$(recap_changed "$second")"
 [ "$changed" -eq 0 ] || { echo "second run of the main job changed $changed things" >&2; exit 1; }
 
 run kvmops.virt.demo_cleanup
-! virsh -c qemu:///system dominfo kvmops-demo-1 >/dev/null 2>&1
-! virsh -c qemu:///system net-info kvmops-demo >/dev/null 2>&1
-! virsh -c qemu:///system pool-info kvmops-demo >/dev/null 2>&1
+if virsh -c qemu:///system dominfo kvmops-demo-1 >/dev/null 2>&1; then echo "the guest is still defined" >&2; exit 1; fi
+if virsh -c qemu:///system net-info kvmops-demo >/dev/null 2>&1; then echo "the network is still defined" >&2; exit 1; fi
+if virsh -c qemu:///system pool-info kvmops-demo >/dev/null 2>&1; then echo "the pool is still defined" >&2; exit 1; fi
 [ ! -e /var/lib/libvirt/images/kvmops-demo ]
 trap - EXIT
 rm -f "$first" "$second"
