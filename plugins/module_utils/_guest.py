@@ -35,7 +35,8 @@ from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     OperationFailed,
     VirtError,
 )
-from ansible_collections.kvmops.virt.plugins.module_utils._pool import FILE_POOL_TYPES, PoolXML, check_name, is_local_uri, refresh_pool
+from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
+from ansible_collections.kvmops.virt.plugins.module_utils._pool import FILE_POOL_TYPES, PoolXML, check_name, refresh_pool
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size, parse_memory_mib, parse_size
 from ansible_collections.kvmops.virt.plugins.module_utils._volume import (
     VolumeXML,

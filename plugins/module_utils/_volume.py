@@ -23,6 +23,7 @@ import os
 import stat
 import struct
 
+from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
 from ansible_collections.kvmops.virt.plugins.module_utils._common import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     InvalidArgument,
@@ -33,7 +34,6 @@ from ansible_collections.kvmops.virt.plugins.module_utils._pool import (
     FILE_POOL_TYPES,
     PoolXML,
     check_name,
-    is_local_uri,
     refresh_pool,
 )
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size, parse_size
