@@ -128,6 +128,7 @@ def parse_capabilities(xml, host_arch):
     root = parse_xml(xml, "capabilities")
     arch = root.findtext("./host/cpu/arch") or host_arch
     types = []
+    machines = []
     for guest in root.findall("./guest"):
         guest_arch = guest.find("./arch")
         if guest_arch is None or guest_arch.get("name") != arch:
@@ -138,7 +139,11 @@ def parse_capabilities(xml, host_arch):
             dtype = dom.get("type")
             if dtype and dtype not in types:
                 types.append(dtype)
-    return {"arch": arch, "domain_types": types}
+        # Aliases such as "pc" and "q35" name their canonical versioned machine.
+        for machine in guest_arch.findall("./machine"):
+            if machine.text and machine.text not in machines:
+                machines.append(machine.text)
+    return {"arch": arch, "domain_types": types, "machine_types": sorted(machines)}
 
 
 def _enum(node, path):
@@ -280,6 +285,7 @@ class HostCapabilities:
                 "loaders": domcaps["firmware"]["loaders"] if domcaps else None,
             },
             "paravirt": {"virtio": domcaps.get("virtio") if domcaps else None},
+            "machine_types": lv["caps"]["machine_types"] if lv else None,
             "machine_types_default": domcaps.get("machine") if domcaps else None,
             "emulator": domcaps.get("emulator") if domcaps else None,
             "cpu_modes": domcaps.get("cpu_modes") if domcaps else None,

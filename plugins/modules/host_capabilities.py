@@ -134,6 +134,11 @@ ansible_facts:
         emulator:
           description: The emulator binary libvirt uses.
           type: str
+        machine_types:
+          description: Machine types the emulator offers for the host architecture, aliases (V(pc), V(q35)) included.
+          type: list
+          elements: str
+          sample: [pc, pc-i440fx-7.2, pc-q35-7.2, q35]
         machine_types_default:
           description: The machine type the domain capabilities were read for.
           type: str

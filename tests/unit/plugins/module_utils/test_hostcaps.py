@@ -96,6 +96,8 @@ def test_live_capabilities_of_this_kind_of_machine():
     with open(os.path.join(FIXTURES, "live_capabilities.xml")) as f:
         caps = parse_capabilities(f.read(), "x86_64")
     assert "qemu" in caps["domain_types"]
+    assert {"pc", "q35", "pc-q35-7.2", "pc-i440fx-7.2"} <= set(caps["machine_types"])
+    assert caps["machine_types"] == sorted(set(caps["machine_types"]))
     with open(os.path.join(FIXTURES, "live_domcaps_q35.xml")) as f:
         dom = parse_domain_capabilities(f.read())
     assert dom["machine"].startswith("pc-q35")
