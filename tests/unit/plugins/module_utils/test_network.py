@@ -99,15 +99,11 @@ def conn():
 
 
 @pytest.fixture
-def run(capsys, conn):
-    """Run the module's main() against test:///default; return its JSON result."""
+def run(run_module_main, conn):
+    """Run the virtio_network module's main() against test:///default; return its JSON result."""
 
     def _run(check=False, **args):
-        args = dict(args, uri=URI, _ansible_check_mode=check, _ansible_diff=True)
-        with patch_module_args(args):
-            with pytest.raises(SystemExit):
-                virtio_network.main()
-        return json.loads(capsys.readouterr().out)
+        return run_module_main(virtio_network, check=check, **args)
 
     return _run
 

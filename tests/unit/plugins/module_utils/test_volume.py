@@ -14,7 +14,6 @@ import struct
 
 import pytest
 
-from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument, OperationFailed
@@ -61,13 +60,11 @@ def client(conn):
 
 
 @pytest.fixture
-def run(capsys, conn):
+def run(run_module_main, conn):
+    """Run the storage_volume module's main() against test:///default; return its JSON result."""
+
     def _run(check=False, **args):
-        args = dict(args, uri=URI, _ansible_check_mode=check, _ansible_diff=True)
-        with patch_module_args(args):
-            with pytest.raises(SystemExit):
-                storage_volume.main()
-        return json.loads(capsys.readouterr().out)
+        return run_module_main(storage_volume, check=check, **args)
 
     return _run
 
