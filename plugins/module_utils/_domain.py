@@ -1101,62 +1101,51 @@ class DomainBuilder:
 
     def _memory(self):
         spec = self.spec
-        if spec.memory is None and spec.max_memory is None:
-            return
-        if self.new:
-            cur = spec.memory if spec.memory is not None else spec.max_memory
-            maximum = spec.max_memory if spec.max_memory is not None else cur
-            self.domain.set_memory(cur, maximum)
-            if spec.memory is not None:
-                self.change("memory", None, cur, MEMORY)
-            if spec.max_memory is not None:
-                self.change("max_memory", None, maximum)
-            return
-        act_cur = self.actual.memory_mib
-        act_max = self.actual.max_memory_mib
-        maximum = spec.max_memory
-        if maximum is None:
-            maximum = max(act_max or 0, spec.memory or 0)
-        cur = spec.memory if spec.memory is not None else min(act_cur or maximum, maximum)
-        changed = False
-        if maximum != act_max:
-            self.change("max_memory", act_max, maximum)
-            changed = True
-        if cur != act_cur:
-            self.change("memory", act_cur, cur, MEMORY)
-            changed = True
-        if changed:
-            self.domain.set_memory(cur, maximum)
+        self._value_with_maximum("memory", spec.memory, spec.max_memory, self._actual_or_none("memory_mib"),
+                                 self._actual_or_none("max_memory_mib"), MEMORY, self.domain.set_memory)
 
     def _vcpus(self):
         spec = self.spec
-        if spec.vcpus is None and spec.max_vcpus is None:
-            return
+        maximum = self._value_with_maximum("vcpus", spec.vcpus, spec.max_vcpus, self._actual_or_none("vcpus"),
+                                           self._actual_or_none("max_vcpus"), VCPUS, self.domain.set_vcpus)
+        if maximum is not None:
+            self._check_topology(maximum)
+
+    def _actual_or_none(self, attr):
+        return None if self.new else getattr(self.actual, attr)
+
+    def _value_with_maximum(self, name, spec_cur, spec_max, act_cur, act_max, kind, write):
+        """Plan a current value and its maximum (memory, vcpus); ``write(cur, maximum)`` sets both.
+
+        Returns the maximum when an existing definition was rewritten, else None.
+        """
+        if spec_cur is None and spec_max is None:
+            return None
+        max_name = "max_" + name
         if self.new:
-            cur = spec.vcpus if spec.vcpus is not None else spec.max_vcpus
-            maximum = spec.max_vcpus if spec.max_vcpus is not None else cur
-            self.domain.set_vcpus(cur, maximum)
-            if spec.vcpus is not None:
-                self.change("vcpus", None, cur, VCPUS)
-            if spec.max_vcpus is not None:
-                self.change("max_vcpus", None, maximum)
-            return
-        act_cur = self.actual.vcpus
-        act_max = self.actual.max_vcpus
-        maximum = spec.max_vcpus
+            cur = spec_cur if spec_cur is not None else spec_max
+            maximum = spec_max if spec_max is not None else cur
+            write(cur, maximum)
+            if spec_cur is not None:
+                self.change(name, None, cur, kind)
+            if spec_max is not None:
+                self.change(max_name, None, maximum)
+            return None
+        maximum = spec_max
         if maximum is None:
-            maximum = max(act_max or 0, spec.vcpus or 0)
-        cur = spec.vcpus if spec.vcpus is not None else min(act_cur or maximum, maximum)
+            maximum = max(act_max or 0, spec_cur or 0)
+        cur = spec_cur if spec_cur is not None else min(act_cur or maximum, maximum)
         changed = False
         if maximum != act_max:
-            self.change("max_vcpus", act_max, maximum)
+            self.change(max_name, act_max, maximum)
             changed = True
         if cur != act_cur:
-            self.change("vcpus", act_cur, cur, VCPUS)
+            self.change(name, act_cur, cur, kind)
             changed = True
-        if changed:
-            self.domain.set_vcpus(cur, maximum)
-            self._check_topology(maximum)
+        if not changed:
+            return None
+        write(cur, maximum)
+        return maximum
 
     def _check_topology(self, maximum):
         topo = self.domain.find("./cpu/topology")
