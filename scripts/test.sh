@@ -3,7 +3,7 @@
 # shellcheck disable=SC2317
 # Set everything up and run the kvmops.virt test suite.
 #   scripts/test.sh                 all stages
-#   scripts/test.sh STAGE [ARGS]    one stage: changelog lint sanity units integration pytest molecule docs dist
+#   scripts/test.sh STAGE [ARGS]    one stage: changelog lint sanity units pytest integration reliability molecule docs dist
 # Integration stages use the live qemu:///system daemon on this machine.
 set -uo pipefail
 
@@ -118,6 +118,16 @@ stage_pytest() {
   record pytest "$p" "$f"
 }
 
+stage_reliability() {
+  # Bad input, faults, concurrency, secrets, no data lost; see docs/reliability.md.
+  local log="$LOGDIR/reliability.log"
+  "$VENV/pytest" -p no:cacheprovider -c tests/reliability/pytest.ini tests/reliability "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  read -r p f < <(pytest_counts "$log")
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  record reliability "$p" "$f"
+}
+
 stage_molecule() {
   [ -d extensions/molecule ] || { record molecule 0 0; return; }
   local passed=0 failed=0 scenario scenario_dir
@@ -146,7 +156,7 @@ stage_dist() {
 }
 
 main() {
-  ALL_STAGES=(changelog lint sanity units pytest integration molecule docs dist)
+  ALL_STAGES=(changelog lint sanity units pytest integration reliability molecule docs dist)
   if [ $# -gt 0 ]; then
     stage="$1"; shift
     "stage_$stage" "$@"

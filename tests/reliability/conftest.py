@@ -1,0 +1,274 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Shared parts of the reliability suite.
+
+The suite drives the collection the way users do (the ``ansible`` and
+``ansible-playbook`` CLIs, with ``-vvv --diff``) against the live libvirt
+daemon. Every CLI run's output is kept under ``tests/output/reliability/logs``
+so that the secrets scan can read all of it. Tests add to the report counters
+with the ``report`` fixture; the totals are printed at the end of the run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import pytest
+
+try:
+    import libvirt
+except ImportError:  # pragma: no cover - the suite needs the binding
+    libvirt = None
+
+from lxml import etree
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+URI = "qemu:///system"
+OUTPUT_DIR = os.path.join(REPO, "tests", "output", "reliability")
+LOG_DIR = os.path.join(OUTPUT_DIR, "logs")
+# One prefix per run: every object a test creates starts with it.
+RUN_PREFIX = "krel%d-" % (os.getpid() % 100000)
+DISRUPTIVE = os.environ.get("KVMOPS_TEST_DISRUPTIVE") == "1"
+TEST_IMAGE_DIR = os.environ.get("KVMOPS_TEST_IMAGE_DIR") or os.path.join(REPO, ".cache", "test-image")
+
+# Known secrets planted in every secret option; the scan counts them in all output.
+SECRETS = {
+    "graphics_password": "KvmopsGfx-7f3a9c1e",
+    "user_password": "KvmopsPw-b2d84e60",
+    "ssh_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKvmopsReliabilitySecretKey0123456789ab kvmops-secret",
+    "user_data_token": "KvmopsToken-5c6e1f0d",
+}
+REPORT_KEYS = ("inputs_tried", "faults_injected", "concurrent_runs", "secrets_found", "bytes_lost",
+               "checksums_verified")
+
+_run_counter = itertools.count(1)
+
+
+def _ansible_env():
+    env = dict(os.environ)
+    # This checkout (linked there by the suite) and the controller's own Python on the "managed" localhost.
+    env["ANSIBLE_COLLECTIONS_PATH"] = os.path.join(REPO, ".cache", "collections")
+    env["ANSIBLE_PYTHON_INTERPRETER"] = sys.executable
+    env.pop("ANSIBLE_KEEP_REMOTE_FILES", None)
+    env.update({"ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "ANSIBLE_HOST_KEY_CHECKING": "0",
+                "ANSIBLE_LOCALHOST_WARNING": "0", "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+                "ANSIBLE_RETRY_FILES_ENABLED": "0", "LIBVIRT_DEFAULT_URI": URI})
+    return env
+
+
+def _bin(name):
+    return os.path.join(os.path.dirname(sys.executable), name)
+
+
+@dataclasses.dataclass
+class Run:
+    """One CLI run: its exit code, its whole output, the parsed results and its log file."""
+
+    rc: int
+    output: str
+    results: list
+    log: str
+
+    @property
+    def result(self):
+        """The last task result (for a one-module ad-hoc run, its only one)."""
+        return self.results[-1] if self.results else {}
+
+    @property
+    def has_traceback(self):
+        return "Traceback (most recent call last)" in self.output or "module_stderr" in self.output
+
+
+_RESULT_START = re.compile(r"^\S+ \| [A-Z]+!?(?: \| rc=\d+)? => ", re.M)
+_PLAY_RESULT_START = re.compile(r"^(?:fatal|ok|changed|failed|skipping): \[[^\]]+\](?: \(item=.*?\))?(?:: [A-Z]+!)? => ", re.M)
+
+
+def parse_results(output):
+    """Every JSON result the default callback printed (ad-hoc and playbook form)."""
+    decoder = json.JSONDecoder()
+    results = []
+    for pattern in (_RESULT_START, _PLAY_RESULT_START):
+        for match in pattern.finditer(output):
+            try:
+                obj, _end = decoder.raw_decode(output, match.end())
+            except ValueError:
+                continue
+            if isinstance(obj, dict):
+                results.append(obj)
+    return results
+
+
+def _run(argv, label, timeout, env_extra=None):
+    os.makedirs(LOG_DIR, exist_ok=True)
+    env = _ansible_env()
+    env.update(env_extra or {})
+    proc = subprocess.run(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, timeout=timeout, check=False)
+    safe_label = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:80]
+    log = os.path.join(LOG_DIR, "%04d-%s.log" % (next(_run_counter), safe_label))
+    with open(log, "w", encoding="utf-8") as handle:
+        handle.write("$ %s\n" % " ".join(argv))
+        handle.write(proc.stdout)
+    return Run(proc.returncode, proc.stdout, parse_results(proc.stdout), log)
+
+
+def ansible_module(module, args, check=False, label=None, timeout=600):
+    """Run ``kvmops.virt.<module>`` (or a FQCN) ad hoc on localhost with -vvv --diff."""
+    name = module if "." in module else "kvmops.virt." + module
+    argv = [_bin("ansible"), "localhost", "-c", "local", "-i", "localhost,", "-m", name,
+            "-a", json.dumps(args), "-vvv", "--diff"]
+    if check:
+        argv.append("--check")
+    return _run(argv, label or module, timeout)
+
+
+def ansible_playbook(playbook, extra_vars=None, check=False, label=None, timeout=1200, env_extra=None):
+    """Run a playbook file (path or YAML text) on localhost with -vvv --diff."""
+    path = playbook
+    if "\n" in playbook:
+        handle = tempfile.NamedTemporaryFile("w", suffix=".yml", prefix="kvmops-rel-", dir=OUTPUT_DIR,
+                                             delete=False)
+        os.makedirs(OUTPUT_DIR, exist_ok=True)
+        with handle:
+            handle.write(playbook)
+        path = handle.name
+    argv = [_bin("ansible-playbook"), "-i", "localhost,", "-c", "local", path, "-vvv", "--diff"]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    if check:
+        argv.append("--check")
+    return _run(argv, label or os.path.basename(path), timeout, env_extra)
+
+
+# ---------------------------------------------------------------- snapshots
+
+_VOLATILE_POOL = ("capacity", "allocation", "available")
+
+
+def _strip(xml, xpaths):
+    root = etree.fromstring(xml.encode())
+    for xpath in xpaths:
+        for node in root.xpath(xpath):
+            node.getparent().remove(node)
+    return etree.tostring(root, encoding="unicode")
+
+
+def snapshot(uri=URI):
+    """Every libvirt object with its XML and state, for before/after comparison.
+
+    Sizes that change on their own (free space in a pool, a running guest's
+    allocation) are left out; everything else is compared exactly.
+    """
+    conn = libvirt.open(uri)
+    try:
+        state = {"domains": {}, "networks": {}, "pools": {}, "volumes": {}}
+        for dom in conn.listAllDomains():
+            state["domains"][dom.name()] = {
+                "xml": dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) if dom.isPersistent() else dom.XMLDesc(0),
+                "active": bool(dom.isActive()), "persistent": bool(dom.isPersistent()),
+                "autostart": bool(dom.autostart()) if dom.isPersistent() else False}
+        for net in conn.listAllNetworks():
+            state["networks"][net.name()] = {
+                "xml": net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE) if net.isPersistent() else net.XMLDesc(0),
+                "active": bool(net.isActive()), "autostart": bool(net.autostart())}
+        for pool in conn.listAllStoragePools():
+            state["pools"][pool.name()] = {
+                "xml": _strip(pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE), ["/pool/" + v for v in _VOLATILE_POOL]),
+                "active": bool(pool.isActive()), "autostart": bool(pool.autostart())}
+            if pool.isActive():
+                for vol in pool.listAllVolumes():
+                    state["volumes"]["%s/%s" % (pool.name(), vol.name())] = _strip(
+                        vol.XMLDesc(0), ["/volume/allocation", "/volume/physical", "/volume/target/timestamps"])
+        return state
+    finally:
+        conn.close()
+
+
+def snapshot_diff(before, after):
+    """Human-readable differences between two snapshots ([] when equal)."""
+    lines = []
+    for kind in before:
+        for name in sorted(set(before[kind]) | set(after[kind])):
+            if name not in after[kind]:
+                lines.append("%s %s: removed" % (kind, name))
+            elif name not in before[kind]:
+                lines.append("%s %s: created" % (kind, name))
+            elif before[kind][name] != after[kind][name]:
+                lines.append("%s %s: changed" % (kind, name))
+    return lines
+
+
+# ---------------------------------------------------------------- report
+
+def _report_path():
+    return os.path.join(OUTPUT_DIR, "report-%d.json" % os.getpid())
+
+
+class Report:
+    """Counters for the closing summary, kept in a file so that they survive a crashed test."""
+
+    def __init__(self):
+        self.counts = {key: 0 for key in REPORT_KEYS}
+
+    def add(self, key, amount=1):
+        if key not in self.counts:
+            raise KeyError("unknown report key %r" % key)
+        self.counts[key] += amount
+        os.makedirs(OUTPUT_DIR, exist_ok=True)
+        with open(_report_path(), "w", encoding="utf-8") as handle:
+            json.dump(self.counts, handle)
+
+
+_REPORT = Report()
+
+
+@pytest.fixture
+def report():
+    return _REPORT
+
+
+@pytest.fixture
+def uri():
+    return URI
+
+
+_prefix_counter = itertools.count(1)
+
+
+@pytest.fixture
+def prefix():
+    """A name prefix unique to this run and test: ``krel<pid>-<n>-``."""
+    return "%s%d-" % (RUN_PREFIX, next(_prefix_counter))
+
+
+def pytest_sessionstart(session):
+    del session
+    if os.path.isdir(LOG_DIR):
+        for name in os.listdir(LOG_DIR):
+            os.remove(os.path.join(LOG_DIR, name))
+
+
+def pytest_collection_modifyitems(config, items):
+    del config
+    skip = pytest.mark.skip(reason="disruptive: set KVMOPS_TEST_DISRUPTIVE=1 (the full suite does)")
+    for item in items:
+        if "disruptive" in item.keywords and not DISRUPTIVE:
+            item.add_marker(skip)
+    items.sort(key=lambda item: 1 if "last" in item.keywords else 0)
+
+
+def pytest_terminal_summary(terminalreporter):
+    counts = _REPORT.counts
+    terminalreporter.write_sep("=", "reliability summary")
+    terminalreporter.write_line(
+        "inputs tried: {inputs_tried}, faults injected: {faults_injected}, concurrent runs: {concurrent_runs}, "
+        "secrets found: {secrets_found}, bytes lost: {bytes_lost} (checksums verified: {checksums_verified})".format(**counts))
+    os.makedirs(OUTPUT_DIR, exist_ok=True)
+    with open(os.path.join(OUTPUT_DIR, "summary.json"), "w", encoding="utf-8") as handle:
+        json.dump(counts, handle, indent=2)
