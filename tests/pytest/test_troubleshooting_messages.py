@@ -208,7 +208,7 @@ ALL = code_messages() + role_messages()
 
 def test_the_extraction_finds_the_messages():
     """Guards the walk itself: known messages of each kind are found."""
-    texts = {t for t, _ in ALL}
+    texts = {text for text, where in ALL}
     assert len(ALL) > 150
     assert "capacity: must be greater than zero, got " + HOLE in texts
     assert "kvm_guests: every entry needs a name, and names must be unique" in texts
@@ -225,7 +225,7 @@ def test_message_is_documented(template, where):
 
 
 def test_every_documented_message_exists():
-    templates = [t for t, _ in ALL if not is_pass_through(t)]
+    templates = [text for text, where in ALL if not is_pass_through(text)]
     stale = [d for d in documented_messages() if not any(_matches(t, d) for t in templates)]
     assert not stale, "docs/troubleshooting.md lists messages the code no longer emits: %s" % stale
 

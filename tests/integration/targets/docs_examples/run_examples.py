@@ -137,7 +137,7 @@ class Run(object):
     def __init__(self, root, image_dir):
         self.root = root
         self.image_dir = image_dir
-        self.prefix = "kdoc" + "".join(random.choice("0123456789abcdef") for _ in range(4))
+        self.prefix = "kdoc" + "%04x" % random.randrange(0x10000)
         self.tmp = tempfile.mkdtemp(prefix=self.prefix + "-")
         self.tokens = {"prefix": self.prefix, "tmp": self.tmp}
         self.extra_vars = {"prefix": self.prefix}
@@ -382,8 +382,8 @@ def main():
             if ex.kind is None:
                 ex.kind = "run" if shape(ex.text) else None
             if ex.kind not in KINDS:
-                report["unmarked"].append("%s: %s" % (ex.where, "unknown marker %r" % ex.kind if ex.kind else
-                                                       "neither a playbook nor a task list, and no marker"))
+                problem = "unknown marker %r" % ex.kind if ex.kind else "neither a playbook nor a task list, and no marker"
+                report["unmarked"].append("%s: %s" % (ex.where, problem))
                 continue
             if ex.kind in ("syntax", "not-run") and not ex.attr("reason"):
                 report["unmarked"].append("%s: %s needs a reason" % (ex.where, ex.kind))
