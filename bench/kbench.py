@@ -515,8 +515,8 @@ class Bench:
             target("import peak RSS flat in file size (%d MiB vs %d MiB, growth <= %.0f MiB)"
                    % (self.args.import_large_mib, self.args.import_small_mib, T_RSS_FLAT_MIB),
                    growth, T_RSS_FLAT_MIB, "MiB", growth <= T_RSS_FLAT_MIB,
-                   "%.1f MiB at %d MiB, %.1f MiB at %d MiB" % (small / 1024.0, self.args.import_small_mib, large / 1024.0,
-                                                            self.args.import_large_mib))
+                   "%.1f MiB at %d MiB, %.1f MiB at %d MiB"
+                   % (small / 1024.0, self.args.import_small_mib, large / 1024.0, self.args.import_large_mib))
         return fig, derived, targets
 
     def report(self, error=None):
@@ -608,7 +608,8 @@ class Bench:
             "machine": {"host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
                         "libvirt": libvirt.getVersion(), "platform": platform.platform()},
             "versions": self.versions(),
-            "settings": {"collections_path": self.collections_path, "variants": sorted(self.args.variants), "reps": self.args.reps, "boot_reps": self.args.boot_reps, "guests": n, "boot_guests": nb,
+            "settings": {"collections_path": self.collections_path, "variants": sorted(self.args.variants),
+                         "reps": self.args.reps, "boot_reps": self.args.boot_reps, "guests": n, "boot_guests": nb,
                          "workloads": sorted(self.args.only), "quick": self.args.quick, "base_gib": self.args.base_gib,
                          "import_mib": [self.args.import_small_mib, self.args.import_large_mib]},
             "figures": fig,
