@@ -28,7 +28,6 @@ import re
 import time
 
 from ansible_collections.kvmops.virt.plugins.module_utils import _domain as dm
-from ansible_collections.kvmops.virt.plugins.module_utils._cloudinit import build_iso, render_seed, seed_digest
 from ansible_collections.kvmops.virt.plugins.module_utils._common import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     InvalidArgument,
@@ -38,23 +37,29 @@ from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
 from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
 from ansible_collections.kvmops.virt.plugins.module_utils._pool import FILE_POOL_TYPES, PoolXML, check_name, refresh_pool
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size, parse_memory_mib, parse_size
-from ansible_collections.kvmops.virt.plugins.module_utils._volume import (
-    VolumeXML,
-    check_volume_name,
-    create_volume,
-    delete_volume,
-    inspect_image,
-    resolve_backing,
-    upload_bytes,
-    volume_facts,
-    volume_xml,
-)
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import find_path, parse_xml, to_string
 
 try:
     import libvirt
 except ImportError:  # pragma: no cover - reported by run_module
     libvirt = None
+
+
+# Every module run compiles the module_utils it imports from the AnsiballZ zip
+# (no bytecode cache there); that compile is most of a task's cost above
+# Ansible's own (docs/benchmarks.md). The seed and volume helpers are imported
+# on first use, so guests without cloud-init or disks do not pay for them.
+def _ci():
+    from ansible_collections.kvmops.virt.plugins.module_utils import _cloudinit  # pylint: disable=import-outside-toplevel
+
+    return _cloudinit
+
+
+def _vol():
+    from ansible_collections.kvmops.virt.plugins.module_utils import _volume  # pylint: disable=import-outside-toplevel
+
+    return _volume
+
 
 DISK_FORMATS = ("raw", "qcow2", "qed", "vmdk", "vdi", "vpc", "vhdx", "bochs", "cloop", "dmg", "iso")
 SEED_SUFFIX = "-cidata.iso"
@@ -66,6 +71,10 @@ ACPI_RESEND = 10
 
 def _flag(name, default=0):
     return getattr(libvirt, name, default) if libvirt is not None else default
+
+
+# graphics.listen: an IPv4/IPv6 address or a host name (what libvirt's schema accepts).
+_LISTEN_RE = re.compile(r"^(?:[0-9A-Fa-f:.]+|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))$")
 
 
 class CreatedVolume:
@@ -190,7 +199,7 @@ class GuestManager(Manager):
             opt = "disks[%d]" % i
             device = d.get("device") or "disk"
             if d.get("volume") is not None:
-                check_volume_name(d["volume"], opt + ".volume")
+                _vol().check_volume_name(d["volume"], opt + ".volume")
             if d.get("pool") is not None:
                 check_name(d["pool"], opt + ".pool", what="pool")
             if d.get("path") is not None:
@@ -250,6 +259,8 @@ class GuestManager(Manager):
             return
         if g.get("type") == "none" and (g.get("listen") or g.get("password")):
             raise InvalidArgument("graphics.type", "listen and password need type vnc or spice")
+        if g.get("listen") is not None and not _LISTEN_RE.match(g["listen"]):
+            raise InvalidArgument("graphics.listen", "'%s' is not an IP address or host name to listen on" % g["listen"])
         if g.get("password") and g.get("type") == "vnc" and len(g["password"]) > 8:
             raise InvalidArgument("graphics.password", "a VNC password is at most 8 characters long (libvirt refuses longer ones)")
 
@@ -380,7 +391,7 @@ class GuestManager(Manager):
         return vol
 
     def _volume_info(self, vol, pool_name):
-        facts = volume_facts(self.client, vol, pool_name)
+        facts = _vol().volume_facts(self.client, vol, pool_name)
         vtype = self.client.call("reading volume '%s'" % vol.name(), vol.info)[0]
         source_type = "block" if vtype == _flag("VIR_STORAGE_VOL_BLOCK", 1) else "file"
         return facts, source_type
@@ -440,7 +451,7 @@ class GuestManager(Manager):
                     ds.path = path
                     if os.path.isdir(path):
                         raise InvalidArgument(opt + ".path", "'%s' is a directory, not an image or a block device" % path)
-                    fmt, _virtual, _size, _backing = inspect_image(path, opt + ".path")
+                    fmt, _virtual, _size, _backing = _vol().inspect_image(path, opt + ".path")
                     ds.source_type = "block" if path.startswith("/dev/") else "file"
                     ds.default_format = fmt
                     self._check_format(opt, d, fmt, "'%s'" % path)
@@ -479,7 +490,7 @@ class GuestManager(Manager):
 
     def _plan_volume(self, ds, opt, pool, pool_name, vol_name, size, d):
         """A disk to create from ``size`` (or as an overlay of ``backing_volume``)."""
-        check_volume_name(vol_name, opt + ".volume")
+        _vol().check_volume_name(vol_name, opt + ".volume")
         model = self._pool_model(pool)
         fmt = d.get("format") or ("qcow2" if model.type in FILE_POOL_TYPES else "raw")
         if fmt not in ("raw",) and model.type not in FILE_POOL_TYPES:
@@ -490,15 +501,15 @@ class GuestManager(Manager):
                 raise InvalidArgument(opt + ".backing_volume", "overlays need a pool of files (dir, fs, netfs); '%s' is a '%s' pool"
                                       % (pool_name, model.type))
             fmt = "qcow2"
-            backing_path, backing_format, backing_capacity = resolve_backing(self.client, pool, d["backing_volume"], opt + ".backing_volume")
+            backing_path, backing_format, backing_capacity = _vol().resolve_backing(self.client, pool, d["backing_volume"], opt + ".backing_volume")
             if size is None:
                 size = backing_capacity
             elif backing_capacity and size < backing_capacity:
                 raise InvalidArgument(opt + ".size", "an overlay cannot be smaller than its backing volume: %s < %s (%s)"
                                       % (human_size(size), human_size(backing_capacity), backing_path))
         path = os.path.join(model.path or "/", vol_name)
-        xml = volume_xml(vol_name, size, fmt=fmt, backing_path=backing_path, backing_format=backing_format,
-                         allocation_bytes=0 if model.type in FILE_POOL_TYPES else None)
+        xml = _vol().volume_xml(vol_name, size, fmt=fmt, backing_path=backing_path, backing_format=backing_format,
+                                allocation_bytes=0 if model.type in FILE_POOL_TYPES else None)
         ds.path = dm.norm_path(path)
         ds.default_format = fmt
         ds.source_type = "file" if model.type in FILE_POOL_TYPES else "block"
@@ -559,8 +570,8 @@ class GuestManager(Manager):
             return
         hostname = self.name if _valid_hostname(self.name) else None
         try:
-            files = render_seed(user_data=ci.get("user_data"), meta_data=ci.get("meta_data"),
-                                network_config=ci.get("network_config"), hostname=hostname)
+            files = _ci().render_seed(user_data=ci.get("user_data"), meta_data=ci.get("meta_data"),
+                                      network_config=ci.get("network_config"), hostname=hostname)
         except InvalidArgument as e:
             option = e.option or "cloud_init"
             msg = e.msg
@@ -569,8 +580,8 @@ class GuestManager(Manager):
                 msg = "cloud_init." + msg
                 option = "cloud_init." + option
             raise InvalidArgument(option, msg.split(": ", 1)[1] if ": " in msg else msg)
-        digest = seed_digest(files)
-        per_file = dict((name, seed_digest({name: content})) for name, content in files.items())
+        digest = _ci().seed_digest(files)
+        per_file = dict((name, _ci().seed_digest({name: content})) for name, content in files.items())
         pool_name = ci.get("pool")
         option = "cloud_init.pool"
         if pool_name is None and self.actual is not None:
@@ -586,7 +597,7 @@ class GuestManager(Manager):
             raise InvalidArgument(option, "required: no disk names a pool to put the seed volume in")
         pool = self._require_active_pool(pool_name, option)
         vol_name = self.name + SEED_SUFFIX
-        check_volume_name(vol_name, "name")
+        _vol().check_volume_name(vol_name, "name")
         vol = self._lookup_volume(pool, vol_name)
         model = self._pool_model(pool)
         if model.type not in FILE_POOL_TYPES:
@@ -746,7 +757,7 @@ class GuestManager(Manager):
             self.act("build the cloud-init seed ISO '%s' in storage pool '%s'" % (sp["name"], sp["pool_name"]), self._build_seed)
 
     def _create_volume(self, cv):
-        cv.vol = create_volume(self.client, cv.pool, cv.xml)
+        cv.vol = _vol().create_volume(self.client, cv.pool, cv.xml)
         self.created_now.append(cv)
         real = dm.norm_path(self.client.call("reading volume '%s'" % cv.name, cv.vol.path))
         if real != cv.path:
@@ -763,16 +774,16 @@ class GuestManager(Manager):
 
     def _build_seed(self):
         sp = self.seed_plan
-        iso = build_iso(sp["files"], volume_id="cidata")
+        iso = _ci().build_iso(sp["files"], volume_id="cidata")
         if sp["vol"] is not None:
-            delete_volume(self.client, sp["vol"])
-        xml = parse_xml(volume_xml(sp["name"], len(iso), fmt="raw"), what="volume XML")
+            _vol().delete_volume(self.client, sp["vol"])
+        xml = parse_xml(_vol().volume_xml(sp["name"], len(iso), fmt="raw"), what="volume XML")
         find_path(xml, ["target", "permissions", "mode"], create=True).text = "0600"
-        vol = create_volume(self.client, sp["pool"], to_string(xml))
+        vol = _vol().create_volume(self.client, sp["pool"], to_string(xml))
         cv = CreatedVolume("cloud_init", sp["pool"], sp["pool_name"], sp["name"], None, sp["path"], len(iso))
         cv.vol = vol
         self.created_now.append(cv)
-        upload_bytes(self.client, vol, iso)
+        _vol().upload_bytes(self.client, vol, iso)
         real = dm.norm_path(self.client.call("reading volume '%s'" % sp["name"], vol.path))
         if real != sp["path"]:
             self._move_path(sp["path"], real, sp["pool_name"], sp["name"])
@@ -1169,7 +1180,7 @@ class GuestManager(Manager):
                 continue
             self.diff.add(key, path, None)
             self.act("delete volume '%s' from storage pool '%s'" % (rec["name"], rec["pool"]),
-                     lambda vol=vol: delete_volume(self.client, vol))
+                     lambda vol=vol: _vol().delete_volume(self.client, vol))
 
     def _volumes_backed_by(self, path):
         found = []
@@ -1182,7 +1193,7 @@ class GuestManager(Manager):
                 continue
             for vol in vols:
                 try:
-                    model = VolumeXML.from_xml(vol.XMLDesc(0))
+                    model = _vol().VolumeXML.from_xml(vol.XMLDesc(0))
                 except Exception:  # pylint: disable=broad-except
                     continue
                 if model.backing_path and dm.norm_path(model.backing_path) == path:
@@ -1211,7 +1222,7 @@ class GuestManager(Manager):
         removed = []
         for cv in reversed(self.created_now):
             try:
-                delete_volume(self.client, cv.vol)
+                _vol().delete_volume(self.client, cv.vol)
                 removed.append("%s/%s" % (cv.pool_name, cv.name))
             except VirtError:
                 pass
