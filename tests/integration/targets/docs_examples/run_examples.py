@@ -218,8 +218,7 @@ class Run(object):
         for dom in virsh("list --all --name", check=False).split():
             if dom.startswith(p):
                 virsh("destroy %s" % dom, check=False, quiet=True)
-                virsh("undefine %s --nvram" % dom, check=False) if "nvram" in virsh(
-                    "dumpxml %s" % dom, check=False) else virsh("undefine %s" % dom, check=False)
+                virsh("undefine %s --nvram" % dom, check=False)
         for net in virsh("net-list --all --name", check=False).split():
             if net.startswith(p):
                 virsh("net-destroy %s" % net, check=False, quiet=True)
