@@ -16,6 +16,7 @@ import traceback
 from urllib.parse import urlparse
 
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
+    Conflict,
     ConnectionFailed,
     NotFound,
     OperationFailed,
@@ -54,6 +55,10 @@ _CONNECTION_CODES = (
     "VIR_ERR_AUTH_UNAVAILABLE",
     "VIR_ERR_RPC",
 )
+# Codes that mean another client created the object or changed its state first.
+_CONFLICT_CODES = ("VIR_ERR_STORAGE_VOL_EXIST", "VIR_ERR_DOM_EXIST", "VIR_ERR_NETWORK_EXIST")
+# ... and the messages that say the same under a generic code.
+_CONFLICT_MESSAGES = ("already exists", "exists already", "is already active", "is already running")
 
 
 def is_local_uri(uri):
@@ -157,6 +162,11 @@ class LibvirtClient:
             and err.get_error_domain() in _codes(("VIR_FROM_RPC", "VIR_FROM_REMOTE"))
         ):
             return ConnectionFailed(text, code=code, uri=self.uri)
+        if code in _codes(_CONFLICT_CODES) or (
+            code in _codes(("VIR_ERR_OPERATION_FAILED", "VIR_ERR_OPERATION_INVALID", "VIR_ERR_INTERNAL_ERROR"))
+            and any(m in _message(err) for m in _CONFLICT_MESSAGES)
+        ):
+            return Conflict(text, code=code, uri=self.uri)
         return OperationFailed(text, code=code, uri=self.uri)
 
     def call(self, action, func, *args):

@@ -12,6 +12,8 @@ apply step, so ``changed`` and ``diff`` are the same in both modes.
 
 from __future__ import annotations
 
+import time
+
 from ansible.module_utils.basic import env_fallback, missing_required_lib
 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import (
@@ -20,7 +22,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils._client import (
     LibvirtClient,
 )
 from ansible_collections.kvmops.virt.plugins.module_utils._diff import DiffTracker
-from ansible_collections.kvmops.virt.plugins.module_utils._errors import VirtError
+from ansible_collections.kvmops.virt.plugins.module_utils._errors import Conflict, VirtError
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import HAS_LXML, LXML_IMPORT_ERROR
 
 COMMON_ARGS = dict(
@@ -97,13 +99,30 @@ class Manager:
         return result
 
 
+# How often a run that lost a race (see ``Conflict``) reads the state again and converges.
+CONFLICT_ATTEMPTS = 4
+
+
+def run_managed(module, manager_cls, client):
+    """Plan and apply with a fresh manager; when another client created the
+    object or changed its state first (``Conflict``), read the state again and
+    converge from there, a few times."""
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return manager_cls(module, client).run()
+        except Conflict:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def run_module(module, manager_cls, need_libvirt=True):
     """Run ``manager_cls`` against the module's URI; errors become ``fail_json``."""
     require_libraries(module, need_libvirt=need_libvirt)
     client = LibvirtClient(module.params.get("uri"))
     try:
-        manager = manager_cls(module, client)
-        result = manager.run()
+        result = run_managed(module, manager_cls, client)
     except VirtError as e:
         module.fail_json(msg=e.msg, **e.result())
     finally:

@@ -52,5 +52,11 @@ class OperationFailed(VirtError):
     """libvirt refused or failed an operation on an existing object."""
 
 
+class Conflict(OperationFailed):
+    """libvirt refused because another client got there first: the object
+    already exists or is already in the wanted state. The module re-reads the
+    state and converges again (two runs converging the same object at once)."""
+
+
 class Refused(VirtError):
     """A destructive or unsafe action the user did not opt in to."""

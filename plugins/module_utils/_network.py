@@ -31,6 +31,7 @@ import time
 from ansible_collections.kvmops.virt.plugins.module_utils._client import libvirt
 from ansible_collections.kvmops.virt.plugins.module_utils._common import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
+    Conflict,
     InvalidArgument,
     NotFound,
     OperationFailed,
@@ -1173,6 +1174,8 @@ class NetworkManager(Manager):
         try:
             with self.client.errors("starting network '%s'" % self.name):
                 self.net.create()
+        except Conflict:
+            return  # another client started it first: it runs, as wanted
         except VirtError as e:
             try:
                 self.net.undefine()

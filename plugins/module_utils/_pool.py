@@ -18,11 +18,13 @@ the module reports with ``restart_required`` and a warning.
 from __future__ import annotations
 
 import os
+import time
 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
 from ansible_collections.kvmops.virt.plugins.module_utils._common import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     InvalidArgument,
+    OperationFailed,
     Refused,
     VirtError,
 )
@@ -325,10 +327,59 @@ def persistent_xml(client, pool):
     return client.call("reading storage pool '%s'" % pool.name(), pool.XMLDesc, 0)
 
 
+# libvirt refuses to rescan a pool while a volume is being created in it (by
+# another client): wait for that, up to this many seconds.
+REFRESH_BUSY_WAIT = 120
+
+
+def target_missing(client, pool, model=None):
+    """True when ``pool`` is an active pool of files on this host whose target directory is gone."""
+    if not is_local_uri(client.uri) or client.uri.startswith("test:") or not pool.isActive():
+        return False
+    if model is None:
+        model = PoolXML.from_xml(client.call("reading storage pool '%s'" % pool.name(), pool.XMLDesc, 0))
+    return model.type in FILE_POOL_TYPES and bool(model.path) and not os.path.isdir(model.path)
+
+
+def check_target_exists(client, pool, model=None):
+    """Fail clearly when an active pool of files lost its target directory.
+
+    When the directory of a running ``dir``/``fs``/``netfs`` pool is removed
+    behind libvirt's back, libvirt still lists the old volumes, and its next
+    refresh fails and stops the pool. Say what happened instead, and never
+    create the directory again on the user's behalf (the data is gone; an
+    empty directory would hide that). Only on a local URI: a remote host's
+    files cannot be looked at.
+    """
+    if not target_missing(client, pool, model):
+        return
+    if model is None:
+        model = PoolXML.from_xml(client.call("reading storage pool '%s'" % pool.name(), pool.XMLDesc, 0))
+    raise OperationFailed(
+        "storage pool '%s' is active, but its target directory %s does not exist any more (removed outside libvirt?); "
+        "the volumes that were in it are gone. The module does not create the directory again: restore it, or stop "
+        "and start the pool (kvmops.virt.storage_pool state: inactive, then state: active) to start over with an "
+        "empty directory" % (pool.name(), model.path),
+        uri=client.uri,
+        details={"missing_path": model.path},
+    )
+
+
 def refresh_pool(client, pool):
     """Rescan an active pool so that volumes made outside libvirt are seen."""
-    if pool.isActive():
-        client.call("refreshing storage pool '%s'" % pool.name(), pool.refresh, 0)
+    if not pool.isActive():
+        return
+    check_target_exists(client, pool)
+    deadline = time.monotonic() + REFRESH_BUSY_WAIT
+    while True:
+        try:
+            pool.refresh(0)
+            return
+        except libvirt.libvirtError as e:
+            busy = "asynchronous jobs running" in (e.get_error_message() or "")
+            if not busy or time.monotonic() > deadline:
+                raise client.translate(e, "refreshing storage pool '%s'" % pool.name())
+        time.sleep(0.25)
 
 
 def pool_volume_names(client, pool):
@@ -457,6 +508,8 @@ class PoolManager(Manager):
         if self.was_active:
             live = PoolXML.from_xml(self.client.call("reading storage pool '%s'" % self.name, pool.XMLDesc, 0))
             self.restart_pending = _differs(self.current.key_fields(), live.key_fields())
+            if self.state != "inactive":
+                check_target_exists(self.client, pool, live)
         current_type = self.current.type
         if current_type not in POOL_TYPES:
             if ptype is not None or path is not None or self.params.get("source"):
@@ -515,6 +568,11 @@ class PoolManager(Manager):
                      lambda: self._set_autostart(autostart))
         if desired_active and not self.was_active:
             if self._needs_build(desired, creating=False):
+                if desired.type in FILE_POOL_TYPES and _norm_path(desired.path) == _norm_path(self.current.path):
+                    self.warnings.append(
+                        "the target directory %s of storage pool '%s' does not exist; it is created empty "
+                        "(volumes that were in it are not restored)" % (desired.path, self.name)
+                    )
                 self.act("build storage pool '%s' (%s)" % (self.name, self._build_what(desired)), self._build)
             self.act("start storage pool '%s'" % self.name, self._start)
 
@@ -544,7 +602,11 @@ class PoolManager(Manager):
                 % (ptype, ", ".join(DELETABLE_POOL_TYPES))
             )
         volumes = None
-        if self.was_active:
+        if self.was_active and target_missing(self.client, pool, live):
+            volumes = []  # libvirt's list is stale: the files went with the directory
+            self.warnings.append("the target directory %s of storage pool '%s' does not exist any more; "
+                                 "the volumes that were in it are gone" % (live.path, self.name))
+        elif self.was_active:
             refresh_pool(self.client, pool)
             volumes = pool_volume_names(self.client, pool)
             if volumes and not force:

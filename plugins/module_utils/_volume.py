@@ -26,6 +26,7 @@ import struct
 from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
 from ansible_collections.kvmops.virt.plugins.module_utils._common import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
+    Conflict,
     InvalidArgument,
     NotFound,
     VirtError,
@@ -413,7 +414,11 @@ class VolumeManager(Manager):
         return None
 
     def _plan_update(self, capacity):
-        facts = volume_facts(self.client, self.vol, self.pool_name)
+        try:
+            facts = volume_facts(self.client, self.vol, self.pool_name)
+        except NotFound as e:
+            # listed but without its file: another client is creating it right now
+            raise Conflict(e.msg, code=e.code, uri=e.uri)
         fmt = self.params.get("format")
         if fmt is not None and facts["format"] not in (None, "none") and fmt != facts["format"]:
             raise InvalidArgument(
@@ -456,7 +461,10 @@ class VolumeManager(Manager):
                     delete_volume(self.client, self.created)
                     e.msg = "%s (the new volume '%s' was deleted again)" % (e.msg, self.name)
                 except VirtError:
-                    e.msg = "%s (the new volume '%s' could not be deleted and is left in storage pool '%s')" % (e.msg, self.name, self.pool_name)
+                    path = (self.predicted or {}).get("path")
+                    e.msg = "%s (the new volume '%s'%s could not be deleted and is left in storage pool '%s')" % (
+                        e.msg, self.name, " (%s)" % path if path else "", self.pool_name)
+                    e.details["left_behind"] = [{"pool": self.pool_name, "volume": self.name, "path": path}]
                 e.args = (e.msg,)
             raise
 

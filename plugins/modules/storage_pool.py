@@ -19,6 +19,10 @@ description:
     V(logical) pool it is the LVM volume group on O(source.device) (C(pvcreate), C(vgcreate)),
     which libvirt refuses to do on devices that already hold data.
     The module never formats a filesystem (V(fs)) or writes a partition table (V(disk)).
+  - When the target directory of an active V(dir), V(fs) or V(netfs) pool was removed behind libvirt's back,
+    the module fails with a message naming the missing path (C(missing_path) in the failed result) and does
+    not create it again; O(state=absent) still removes the pool. Starting it over with an empty directory takes
+    O(state=inactive) followed by O(state=active), which builds the directory and warns that it is empty.
   - "libvirt cannot change a running pool. A change of O(type), O(path) or O(source) is written to the
     persistent definition (same UUID). On an inactive pool it takes effect when the pool starts; on an
     active pool it takes effect when the pool is restarted: the module then returns RV(restart_required=true)

@@ -22,6 +22,8 @@ description:
     cannot be changed, and asking for a different one fails with a clear message. O(source) is only
     used to create the volume and is ignored when it exists.
   - If a step fails after the volume was created (for example the upload), the new volume is deleted again.
+    When that is impossible too (the connection to libvirt was lost), the error message names the volume
+    and its path, and the failed result lists it in C(left_behind) (C(pool), C(volume), C(path)).
 author:
   - kvmops.virt maintainers (@kvmops)
 options:
