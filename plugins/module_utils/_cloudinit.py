@@ -37,6 +37,11 @@ from collections.abc import Mapping
 
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument
 
+try:
+    import yaml
+except ImportError:  # pragma: no cover - the check is skipped without PyYAML
+    yaml = None
+
 SECTOR = 2048
 USER_DATA = "user-data"
 META_DATA = "meta-data"
@@ -194,11 +199,28 @@ def _encode(text, option):
     return _check_text(text, option).encode("utf-8")
 
 
+def _check_cloud_config(text):
+    """A ``#cloud-config`` text must be YAML, or cloud-init ignores all of it at boot.
+
+    Checked when PyYAML is there (it is wherever Ansible runs). The message gives
+    the position only: user data holds secrets, and YAML errors quote the line.
+    """
+    if yaml is None or not text.startswith("#cloud-config"):
+        return
+    try:
+        yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = " (line %d, column %d)" % (mark.line + 1, mark.column + 1) if mark is not None else ""
+        raise InvalidArgument("user_data", "starts with #cloud-config but is not valid YAML%s" % where)
+
+
 def _render_user_data(user_data):
     if user_data is None:
         return b"#cloud-config\n{}\n"
     if isinstance(user_data, str):
         # used as is: #cloud-config, #!script, #include, MIME multipart, ...
+        _check_cloud_config(user_data)
         return _encode(str(user_data), "user_data")
     if isinstance(user_data, Mapping):
         return _encode("#cloud-config\n" + to_yaml(user_data, "user_data"), "user_data")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from ansible.module_utils.basic import env_fallback, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, _load_params, env_fallback, missing_required_lib
 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import (
     HAS_LIBVIRT,
@@ -35,6 +35,43 @@ def argument_spec(**spec):
     merged = dict(COMMON_ARGS)
     merged.update(spec)
     return merged
+
+
+def refuse_nul_arguments():
+    """Fail naming the option when a text argument holds a NUL character.
+
+    Call it first in ``main()``: AnsibleModule logs its arguments to syslog
+    when it starts, and syslog refuses NUL with a message that names no option
+    ("embedded null character"). No value is shown: it may be a secret.
+    """
+    try:
+        params = _load_params()
+    except Exception:  # pylint: disable=broad-except  # AnsibleModule reports unreadable arguments itself
+        return
+    path = _nul_path(params, "")
+    if path:
+        # A module that logs nothing (no_log) and checks nothing, only to report the failure;
+        # its result carries no arguments (invocation) either.
+        spec = dict((key, dict(type="raw")) for key in params if not key.startswith("_ansible_"))
+        module = AnsibleModule(argument_spec=spec, bypass_checks=True, no_log=True, supports_check_mode=True)
+        module.fail_json(msg="%s: must not contain a NUL character" % path, invocation={"module_args": {}})
+
+
+def _nul_path(value, path):
+    """The option path of the first text value holding NUL in ``value``, or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        items = ((("%s.%s" % (path, k)) if path else str(k), v) for k, v in value.items() if not str(k).startswith("_ansible_"))
+    elif isinstance(value, list):
+        items = (("%s[%d]" % (path, i), v) for i, v in enumerate(value))
+    else:
+        return None
+    for sub_path, sub in items:
+        found = _nul_path(sub, sub_path)
+        if found:
+            return found
+    return None
 
 
 def require_libraries(module, need_libvirt=True):

@@ -13,7 +13,7 @@ import os
 import platform
 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
-from ansible_collections.kvmops.virt.plugins.module_utils._errors import ConnectionFailed, VirtError
+from ansible_collections.kvmops.virt.plugins.module_utils._errors import ConnectionFailed, InvalidArgument, VirtError
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import parse_xml
 
 VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon", "CentaurHauls": "Centaur"}
@@ -218,6 +218,11 @@ class HostCapabilities:
         self.allow_emulation = allow_emulation
         self.host_arch = host_arch or platform.machine()
         self.warnings = []
+        for option, value in (("min_memory_mb", min_memory_mb), ("min_disk_mb", min_disk_mb)):
+            if value is not None and value < 0:
+                raise InvalidArgument(option, "must not be negative, got %d" % value)
+        if not image_dir or not image_dir.startswith("/"):
+            raise InvalidArgument("image_dir", "must be an absolute path, got '%s'" % image_dir)
 
     def libvirt_facts(self):
         """libvirt facts or None when a local daemon is not running."""

@@ -173,12 +173,13 @@ ansible_facts:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient
-from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, require_libraries
+from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, refuse_nul_arguments, require_libraries
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import VirtError
 from ansible_collections.kvmops.virt.plugins.module_utils._hostcaps import HostCapabilities
 
 
 def main():
+    refuse_nul_arguments()
     module = AnsibleModule(
         argument_spec=argument_spec(
             allow_emulation=dict(type="bool", default=False),

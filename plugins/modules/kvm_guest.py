@@ -519,7 +519,7 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, run_module
+from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, refuse_nul_arguments, run_module
 from ansible_collections.kvmops.virt.plugins.module_utils._guest import DISK_FORMATS, GuestManager
 
 DISK_OPTIONS = dict(
@@ -544,6 +544,7 @@ INTERFACE_OPTIONS = dict(
 
 
 def main():
+    refuse_nul_arguments()
     module = AnsibleModule(
         argument_spec=argument_spec(
             name=dict(type="str", required=True),

@@ -301,11 +301,12 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, run_module
+from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, refuse_nul_arguments, run_module
 from ansible_collections.kvmops.virt.plugins.module_utils._pool import POOL_TYPES, PoolManager
 
 
 def main():
+    refuse_nul_arguments()
     auth = dict(
         type="dict",
         options=dict(

@@ -187,11 +187,12 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, run_module
+from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, refuse_nul_arguments, run_module
 from ansible_collections.kvmops.virt.plugins.module_utils._volume import VOLUME_FORMATS, VolumeManager
 
 
 def main():
+    refuse_nul_arguments()
     module = AnsibleModule(
         argument_spec=argument_spec(
             name=dict(type="str", required=True),

@@ -397,7 +397,7 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, run_module
+from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, refuse_nul_arguments, run_module
 from ansible_collections.kvmops.virt.plugins.module_utils._network import MODES, STATES, NetworkManager
 
 
@@ -434,6 +434,7 @@ ARGUMENT_SPEC = argument_spec(
 
 
 def main():
+    refuse_nul_arguments()
     run_module(AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True), NetworkManager)
 
 

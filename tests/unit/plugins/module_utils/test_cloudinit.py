@@ -486,3 +486,13 @@ def test_loop_mount(iso, tmp_path):
             assert (target / name).read_bytes() == content, name
     finally:
         subprocess.run([umount, str(target)], check=True)
+
+
+def test_cloud_config_text_that_is_not_yaml_is_refused_without_quoting_it():
+    with pytest.raises(InvalidArgument) as e:
+        ci.render_seed(user_data="#cloud-config\npassword: KvmopsUnitSecret\nusers: [unclosed\n")
+    assert e.value.option == "user_data"
+    assert "not valid YAML (line " in e.value.msg
+    assert "KvmopsUnitSecret" not in e.value.msg
+    # Other kinds of user data are not YAML and stay as they are.
+    assert ci.render_seed(user_data="#!/bin/sh\necho [unclosed\n")["user-data"] == b"#!/bin/sh\necho [unclosed\n"

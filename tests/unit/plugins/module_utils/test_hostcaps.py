@@ -9,7 +9,7 @@ import os
 import pytest
 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient
-from ansible_collections.kvmops.virt.plugins.module_utils._errors import ConnectionFailed
+from ansible_collections.kvmops.virt.plugins.module_utils._errors import ConnectionFailed, InvalidArgument
 from ansible_collections.kvmops.virt.plugins.module_utils._hostcaps import (
     HardwareProbe,
     HostCapabilities,
@@ -145,3 +145,14 @@ def test_malformed_uri_is_an_error_naming_the_uri():
         HostCapabilities(client, probe=HardwareProbe(host("no_ext"))).gather()
     assert "bogus-driver:///nowhere" in err.value.msg
     assert err.value.option == "uri"
+
+
+@pytest.mark.parametrize("kwargs, option", [
+    ({"min_memory_mb": -1}, "min_memory_mb"),
+    ({"min_disk_mb": -10}, "min_disk_mb"),
+    ({"image_dir": "images/here"}, "image_dir"),
+])
+def test_bad_thresholds_are_refused_naming_the_option(kwargs, option):
+    with pytest.raises(InvalidArgument) as e:
+        HostCapabilities(LibvirtClient("test:///default"), probe=HardwareProbe(host("intel_vmx")), **kwargs)
+    assert e.value.msg.startswith(option + ": ")
