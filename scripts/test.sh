@@ -102,7 +102,9 @@ kvmops_test_image_dir: "$KVMOPS_TEST_IMAGE_DIR"
 kvmops_test_disruptive: $([ "$KVMOPS_TEST_DISRUPTIVE" = 1 ] && echo true || echo false)
 YAML
   local log="$LOGDIR/integration.log"
-  (cd "$ATC" && "$VENV/ansible-test" integration --allow-destructive --python 3.13 "$@") 2>&1 | tee "$log"
+  # -vvv --diff reach every target's ansible-playbook: the reliability stage's
+  # secret scan reads this log for the secrets the targets plant.
+  (cd "$ATC" && "$VENV/ansible-test" integration --allow-destructive --python 3.13 -vvv --diff "$@") 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
   local run
   run="$(grep -cE '^Running [a-z0-9_]+ integration test (role|script)' "$log")"

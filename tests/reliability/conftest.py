@@ -37,13 +37,11 @@ RUN_PREFIX = "krel%d-" % (os.getpid() % 100000)
 DISRUPTIVE = os.environ.get("KVMOPS_TEST_DISRUPTIVE") == "1"
 TEST_IMAGE_DIR = os.environ.get("KVMOPS_TEST_IMAGE_DIR") or os.path.join(REPO, ".cache", "test-image")
 
-# Known secrets planted in every secret option; the scan counts them in all output.
-SECRETS = {
-    "graphics_password": "KvmopsGfx-7f3a9c1e",
-    "user_password": "KvmopsPw-b2d84e60",
-    "ssh_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKvmopsReliabilitySecretKey0123456789ab kvmops-secret",
-    "user_data_token": "KvmopsToken-5c6e1f0d",
-}
+# Known secrets planted in every secret option (shared with the integration
+# targets, which read the same file); the scan counts them in all output.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "secrets.json"), encoding="utf-8") as _handle:
+    SECRETS = {k: v for k, v in json.load(_handle).items() if not k.startswith("_")}
+
 REPORT_KEYS = ("inputs_tried", "faults_injected", "concurrent_runs", "secrets_found", "bytes_lost",
                "checksums_verified")
 
@@ -104,6 +102,12 @@ def parse_results(output):
     return results
 
 
+def mask_secrets(text):
+    for key, value in SECRETS.items():
+        text = text.replace(value, "<secret %s>" % key)
+    return text
+
+
 def _run(argv, label, timeout, env_extra=None):
     os.makedirs(LOG_DIR, exist_ok=True)
     env = _ansible_env()
@@ -113,7 +117,9 @@ def _run(argv, label, timeout, env_extra=None):
     safe_label = re.sub(r"[^A-Za-z0-9_.-]+", "_", label)[:80]
     log = os.path.join(LOG_DIR, "%04d-%s.log" % (next(_run_counter), safe_label))
     with open(log, "w", encoding="utf-8") as handle:
-        handle.write("$ %s\n" % " ".join(argv))
+        # The command line is the suite's own input, not Ansible's output: a secret
+        # passed in it is masked in this echo (what Ansible printed is kept as it is).
+        handle.write("$ %s\n" % mask_secrets(" ".join(argv)))
         handle.write(proc.stdout)
     return Run(proc.returncode, proc.stdout, parse_results(proc.stdout), log)
 
@@ -159,6 +165,44 @@ def _strip(xml, xpaths):
     return etree.tostring(root, encoding="unicode")
 
 
+def _gone_ok(func, target, obj):
+    """Record one object; one that another test run removes meanwhile is left out."""
+    try:
+        func(target, obj)
+    except libvirt.libvirtError as e:
+        if e.get_error_code() not in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_NETWORK,
+                                      libvirt.VIR_ERR_NO_STORAGE_POOL, libvirt.VIR_ERR_NO_STORAGE_VOL):
+            raise
+
+
+def _domain_entry(domains, dom):
+    domains[dom.name()] = {
+        "xml": dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) if dom.isPersistent() else dom.XMLDesc(0),
+        "active": bool(dom.isActive()), "persistent": bool(dom.isPersistent()),
+        "autostart": bool(dom.autostart()) if dom.isPersistent() else False}
+
+
+def _network_entry(networks, net):
+    networks[net.name()] = {
+        "xml": net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE) if net.isPersistent() else net.XMLDesc(0),
+        "active": bool(net.isActive()), "autostart": bool(net.autostart())}
+
+
+def _pool_entry(state, pool):
+    state["pools"][pool.name()] = {
+        "xml": _strip(pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE), ["/pool/" + v for v in _VOLATILE_POOL]),
+        "active": bool(pool.isActive()), "autostart": bool(pool.autostart())}
+    if pool.isActive():
+        for vol in pool.listAllVolumes():
+            _gone_ok(_volume_entry, state["volumes"], (pool, vol))
+
+
+def _volume_entry(volumes, pool_vol):
+    pool, vol = pool_vol
+    volumes["%s/%s" % (pool.name(), vol.name())] = _strip(
+        vol.XMLDesc(0), ["/volume/allocation", "/volume/physical", "/volume/target/timestamps"])
+
+
 def snapshot(uri=URI):
     """Every libvirt object with its XML and state, for before/after comparison.
 
@@ -169,32 +213,41 @@ def snapshot(uri=URI):
     try:
         state = {"domains": {}, "networks": {}, "pools": {}, "volumes": {}}
         for dom in conn.listAllDomains():
-            state["domains"][dom.name()] = {
-                "xml": dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE) if dom.isPersistent() else dom.XMLDesc(0),
-                "active": bool(dom.isActive()), "persistent": bool(dom.isPersistent()),
-                "autostart": bool(dom.autostart()) if dom.isPersistent() else False}
+            _gone_ok(_domain_entry, state["domains"], dom)
         for net in conn.listAllNetworks():
-            state["networks"][net.name()] = {
-                "xml": net.XMLDesc(libvirt.VIR_NETWORK_XML_INACTIVE) if net.isPersistent() else net.XMLDesc(0),
-                "active": bool(net.isActive()), "autostart": bool(net.autostart())}
+            _gone_ok(_network_entry, state["networks"], net)
         for pool in conn.listAllStoragePools():
-            state["pools"][pool.name()] = {
-                "xml": _strip(pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE), ["/pool/" + v for v in _VOLATILE_POOL]),
-                "active": bool(pool.isActive()), "autostart": bool(pool.autostart())}
-            if pool.isActive():
-                for vol in pool.listAllVolumes():
-                    state["volumes"]["%s/%s" % (pool.name(), vol.name())] = _strip(
-                        vol.XMLDesc(0), ["/volume/allocation", "/volume/physical", "/volume/target/timestamps"])
+            _gone_ok(_pool_entry, state, pool)
         return state
     finally:
         conn.close()
 
 
-def snapshot_diff(before, after):
-    """Human-readable differences between two snapshots ([] when equal)."""
+# Outside the full suite (which runs alone), other test runs may share the
+# daemon: their objects all start with "k" and their own prefix (krel<pid>-,
+# kvmt-, ...). Such objects, other than this run's, are left out of the
+# comparison then; everything else (default network, users' objects) counts.
+SHARED_DAEMON = os.environ.get("KVMOPS_RELIABILITY_SHARED_DAEMON", "0" if DISRUPTIVE else "1") == "1"
+
+
+def foreign_test_object(name):
+    """Whether ``name`` (``pool/volume`` for a volume) belongs to another test run."""
+    return any(part.startswith("k") and not part.startswith(RUN_PREFIX) for part in name.split("/"))
+
+
+def snapshot_diff(before, after, ignore_foreign=None):
+    """Human-readable differences between two snapshots ([] when equal).
+
+    ``ignore_foreign`` (default: on outside the full suite) leaves out other
+    test runs' objects, see :data:`SHARED_DAEMON`.
+    """
+    if ignore_foreign is None:
+        ignore_foreign = SHARED_DAEMON
     lines = []
     for kind in before:
         for name in sorted(set(before[kind]) | set(after[kind])):
+            if ignore_foreign and foreign_test_object(name):
+                continue
             if name not in after[kind]:
                 lines.append("%s %s: removed" % (kind, name))
             elif name not in before[kind]:
