@@ -188,6 +188,7 @@ def test_remove_storage_deletes_only_created_volumes(conn, capsys):
     (dict(xml="<network/>"), "xml: must be a <domain> element"),
     (dict(wait_for_ip=True), "wait_for_ip: applies only with state: running"),
     (dict(graphics=dict(type="vnc", password="123456789")), "graphics.password: a VNC password is at most 8 characters"),
+    (dict(graphics=dict(type="vnc", listen="not an address")), "graphics.listen: 'not an address' is not an IP address"),
     (dict(interfaces=[dict(network=NET, mac="52:54:00:00:00:01"), dict(network=NET, mac="52-54-00-00-00-01")]),
      "interfaces[1].mac: duplicate MAC address 52:54:00:00:00:01"),
 ])
