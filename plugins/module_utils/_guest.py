@@ -35,7 +35,13 @@ from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     VirtError,
 )
 from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
-from ansible_collections.kvmops.virt.plugins.module_utils._pool import FILE_POOL_TYPES, PoolXML, check_name, refresh_pool
+from ansible_collections.kvmops.virt.plugins.module_utils._pool import (
+    FILE_POOL_TYPES,
+    PoolXML,
+    check_name,
+    refresh_pool,
+    target_missing,
+)
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size, parse_memory_mib, parse_size
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import find_path, parse_xml, to_string
 
@@ -1162,6 +1168,9 @@ class GuestManager(Manager):
             pool = self.client.lookup_pool(rec["pool"])
             if pool is None or not pool.isActive():
                 self.warnings.append("%s: storage pool '%s' is missing or inactive; the volume was not removed" % (key, rec["pool"]))
+                continue
+            if target_missing(self.client, pool):
+                self.warnings.append("%s: the directory of storage pool '%s' does not exist any more; the volume is gone with it" % (key, rec["pool"]))
                 continue
             vol = self._lookup_volume(pool, rec["name"])
             if vol is None:

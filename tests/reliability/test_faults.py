@@ -175,8 +175,20 @@ def test_pool_directory_removed(prefix, report, workdir):
     vol = ansible_module("storage_volume", {"name": "data.qcow2", "pool": pool, "capacity": "4MiB"}, label="pooldir-vol")
     assert vol.rc == 0, vol.output
 
+    guest = {"name": prefix + "vm", "state": "present", "virt_type": "qemu", "memory": 128,
+             "disks": [{"pool": pool, "volume": "vm.qcow2", "size": "4MiB"}]}
+    defined = ansible_module("kvm_guest", guest, label="pooldir-guest")
+    assert defined.rc == 0, defined.output
+
     shutil.rmtree(pool_dir)
     report.add("faults_injected")
+
+    # a guest whose disk was in that pool can still be removed, and says why its disk is not deleted
+    removed = ansible_module("kvm_guest", {"name": guest["name"], "state": "absent", "remove_storage": True},
+                             label="pooldir-guest-absent")
+    assert removed.rc == 0, removed.output
+    assert "the directory of storage pool '%s' does not exist any more" % pool in removed.output
+    assert not os.path.exists(pool_dir)
 
     runs = []
     for module, args in (("storage_pool", spec),
@@ -206,4 +218,4 @@ def test_pool_directory_removed(prefix, report, workdir):
     assert start.result["pool"]["volumes"] == []
     gone = ansible_module("storage_pool", {"name": pool, "state": "absent"}, label="pooldir-absent")
     assert gone.rc == 0, gone.output
-    assert not any(r.has_traceback for r in runs + [run, vol, stop, start, gone])
+    assert not any(r.has_traceback for r in runs + [run, vol, defined, removed, stop, start, gone])
