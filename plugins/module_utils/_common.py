@@ -50,11 +50,18 @@ def refuse_nul_arguments():
         return
     path = _nul_path(params, "")
     if path:
-        # A module that logs nothing (no_log) and checks nothing, only to report the failure;
+        # A module that logs nothing and checks nothing, only to report the failure;
         # its result carries no arguments (invocation) either.
         spec = dict((key, dict(type="raw")) for key in params if not key.startswith("_ansible_"))
-        module = AnsibleModule(argument_spec=spec, bypass_checks=True, no_log=True, supports_check_mode=True)
+        module = _UnloggedModule(argument_spec=spec, bypass_checks=True, supports_check_mode=True)
         module.fail_json(msg="%s: must not contain a NUL character" % path, invocation={"module_args": {}})
+
+
+class _UnloggedModule(AnsibleModule):
+    """An AnsibleModule that does not log its arguments (the task's no_log setting overrides the constructor's)."""
+
+    def _log_invocation(self):
+        pass
 
 
 def _nul_path(value, path):
