@@ -5,8 +5,7 @@
 # bench venv .venv-bench from bench/requirements.txt), then runs bench/kbench.py
 # against the live qemu:///system daemon. Prints a table; writes
 # bench/results/kbench-<time>.json.
-# For figures worth keeping, run it alone:
-#   flock -x /tmp/kvmops-coord/daemon.lock bash bench/run.sh
+# For figures worth keeping, run it alone (no other job on the daemon or the CPUs).
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
