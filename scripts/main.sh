@@ -6,10 +6,11 @@
 set -euo pipefail
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 bash scripts/setup.sh
 export ANSIBLE_COLLECTIONS_PATH="$REPO/.cache/collections"
-mkdir -p "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kvmops"
-ln -sfn "$REPO" "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kvmops/virt"
+link_collection "$REPO"
 export KVMOPS_TEST_IMAGE_DIR="${KVMOPS_TEST_IMAGE_DIR:-$REPO/.cache/test-image}"
 export ANSIBLE_PYTHON_INTERPRETER="$REPO/.venv/bin/python"
 

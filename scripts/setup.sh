@@ -11,16 +11,9 @@ set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO"
-log() { printf '==> %s\n' "$*"; }
-
-PYTHON="${KVMOPS_PYTHON:-}"
-if [ -z "$PYTHON" ]; then
-  for candidate in /root/.pyenv/versions/3.13.0/bin/python3.13 "$(command -v python3.13 || true)" \
-                   /root/.pyenv/versions/3.12.1/bin/python3.12 "$(command -v python3.12 || true)"; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ]; then PYTHON="$candidate"; break; fi
-  done
-fi
-[ -n "$PYTHON" ] || { echo "Python 3.13 or 3.12 is required" >&2; exit 1; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+find_python
 
 # -- system packages ----------------------------------------------------------
 APT_PACKAGES=(
@@ -55,17 +48,6 @@ done
 virsh -c qemu:///system version >/dev/null
 
 # -- Python environments ------------------------------------------------------
-make_venv() {  # make_venv DIR REQUIREMENTS
-  local dir="$1" req="$2" stamp
-  stamp="$(sha256sum "$req" | cut -c1-16)"
-  if [ -f "$dir/.kvmops-stamp" ] && [ "$(cat "$dir/.kvmops-stamp")" = "$stamp" ]; then return 0; fi
-  log "creating $dir from $req"
-  rm -rf "$dir"
-  "$PYTHON" -m venv "$dir"
-  "$dir/bin/pip" install -q --disable-pip-version-check -U pip
-  "$dir/bin/pip" install -q --disable-pip-version-check -r "$req"
-  echo "$stamp" > "$dir/.kvmops-stamp"
-}
 make_venv .venv requirements-dev.txt
 make_venv .venv-units requirements-units.txt
 make_venv .venv-docs requirements-docs.txt          # scripts/build-docs.sh

@@ -24,9 +24,10 @@ UNITS_VENV="$REPO/.venv-units/bin"
 # Molecule and ansible-lint call ansible-config/ansible-playbook by name.
 export PATH="$VENV:$PATH"
 
-# The runtime collection path points at this checkout.
-mkdir -p "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kvmops"
-ln -sfn "$REPO" "$ANSIBLE_COLLECTIONS_PATH/ansible_collections/kvmops/virt"
+# The runtime collection path ($ANSIBLE_COLLECTIONS_PATH above) points at this checkout.
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+link_collection "$REPO"
 
 # ansible-test needs the collection at .../ansible_collections/kvmops/virt and
 # only looks at its files; copy what git tracks (plus new, not ignored files).
