@@ -6,7 +6,11 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    """The ``uri`` option shared by every kvmops.virt module."""
+    """The ``uri`` option, requirements and attributes shared by every kvmops.virt module.
+
+    A module that says more about an attribute (``platform``) declares it itself,
+    which replaces the entry here.
+    """
 
     DOCUMENTATION = r"""
 options:
@@ -32,4 +36,8 @@ attributes:
     membership:
       - kvmops.virt.libvirt
     description: Use C(group/kvmops.virt.libvirt) in C(module_defaults) to set O(uri) once for every module.
+  platform:
+    description: Runs on the managed host; libvirt may be local or remote (O(uri)).
+    platforms: posix
+    support: full
 """

@@ -140,11 +140,6 @@ options:
     default: false
 extends_documentation_fragment:
   - kvmops.virt.connection
-attributes:
-  platform:
-    description: Runs on the managed host; libvirt may be local or remote (O(uri)).
-    platforms: posix
-    support: full
 notes:
   - The module looks at the local filesystem to decide whether a V(dir), V(fs) or V(netfs) target
     directory must be built; on a remote O(uri) it builds it (C(mkdir -p), harmless when it exists) whenever

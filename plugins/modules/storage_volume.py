@@ -75,11 +75,6 @@ options:
     type: path
 extends_documentation_fragment:
   - kvmops.virt.connection
-attributes:
-  platform:
-    description: Runs on the managed host; libvirt may be local or remote (O(uri)).
-    platforms: posix
-    support: full
 notes:
   - libvirt caches the contents of a pool; the module refreshes the pool before it looks a volume up,
     so that files added by other tools are seen.

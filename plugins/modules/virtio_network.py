@@ -195,11 +195,6 @@ options:
     default: false
 extends_documentation_fragment:
   - kvmops.virt.connection
-attributes:
-  platform:
-    description: Runs on the managed host; libvirt may be local or remote (O(uri)).
-    platforms: posix
-    support: full
 notes:
   - "Validation before any change: O(name) characters; CIDR syntax and address family; DHCP range inside the subnet, ordered and not
     including the gateway; host addresses inside the subnet and not the gateway; valid unicast MACs; no duplicate host MAC, name, id
