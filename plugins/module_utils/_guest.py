@@ -39,8 +39,8 @@ from ansible_collections.kvmops.virt.plugins.module_utils._pool import (
     FILE_POOL_TYPES,
     PoolXML,
     check_name,
+    missing_target_path,
     refresh_pool,
-    target_missing,
 )
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size, parse_memory_mib, parse_size
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import find_path, parse_xml, to_string
@@ -1169,7 +1169,7 @@ class GuestManager(Manager):
             if pool is None or not pool.isActive():
                 self.warnings.append("%s: storage pool '%s' is missing or inactive; the volume was not removed" % (key, rec["pool"]))
                 continue
-            if target_missing(self.client, pool):
+            if missing_target_path(self.client, pool):
                 self.warnings.append("%s: the directory of storage pool '%s' does not exist any more; the volume is gone with it" % (key, rec["pool"]))
                 continue
             vol = self._lookup_volume(pool, rec["name"])

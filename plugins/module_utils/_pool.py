@@ -332,13 +332,16 @@ def persistent_xml(client, pool):
 REFRESH_BUSY_WAIT = 120
 
 
-def target_missing(client, pool, model=None):
-    """True when ``pool`` is an active pool of files on this host whose target directory is gone."""
+def missing_target_path(client, pool, model=None):
+    """The target directory of ``pool`` when it is an active pool of files on this
+    host and that directory is gone; None otherwise."""
     if not is_local_uri(client.uri) or client.uri.startswith("test:") or not pool.isActive():
-        return False
+        return None
     if model is None:
         model = PoolXML.from_xml(client.call("reading storage pool '%s'" % pool.name(), pool.XMLDesc, 0))
-    return model.type in FILE_POOL_TYPES and bool(model.path) and not os.path.isdir(model.path)
+    if model.type in FILE_POOL_TYPES and model.path and not os.path.isdir(model.path):
+        return model.path
+    return None
 
 
 def check_target_exists(client, pool, model=None):
@@ -351,17 +354,16 @@ def check_target_exists(client, pool, model=None):
     empty directory would hide that). Only on a local URI: a remote host's
     files cannot be looked at.
     """
-    if not target_missing(client, pool, model):
+    path = missing_target_path(client, pool, model)
+    if path is None:
         return
-    if model is None:
-        model = PoolXML.from_xml(client.call("reading storage pool '%s'" % pool.name(), pool.XMLDesc, 0))
     raise OperationFailed(
         "storage pool '%s' is active, but its target directory %s does not exist any more (removed outside libvirt?); "
         "the volumes that were in it are gone. The module does not create the directory again: restore it, or stop "
         "and start the pool (kvmops.virt.storage_pool state: inactive, then state: active) to start over with an "
-        "empty directory" % (pool.name(), model.path),
+        "empty directory" % (pool.name(), path),
         uri=client.uri,
-        details={"missing_path": model.path},
+        details={"missing_path": path},
     )
 
 
@@ -602,7 +604,7 @@ class PoolManager(Manager):
                 % (ptype, ", ".join(DELETABLE_POOL_TYPES))
             )
         volumes = None
-        if self.was_active and target_missing(self.client, pool, live):
+        if self.was_active and missing_target_path(self.client, pool, live):
             volumes = []  # libvirt's list is stale: the files went with the directory
             self.warnings.append("the target directory %s of storage pool '%s' does not exist any more; "
                                  "the volumes that were in it are gone" % (live.path, self.name))
