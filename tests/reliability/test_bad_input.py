@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 
 import pytest
 import yaml
 
-from conftest import RUN_PREFIX, URI, ansible_module, ansible_playbook, libvirt, snapshot, snapshot_diff
+import relhelpers as rh
+from conftest import RUN_PREFIX, ansible_module, ansible_playbook, snapshot, snapshot_diff
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CORPUS = os.path.join(HERE, "corpus", "bad_inputs.yml")
@@ -73,48 +73,28 @@ def _expand(value):
 @pytest.fixture(scope="module")
 def objects():
     """An active dir pool with one 16 MiB qcow2 volume, and a defined isolated network."""
-    conn = libvirt.open(URI)
-    os.makedirs(NAMES["POOL_DIR"], exist_ok=True)
     with open(NAMES["IMAGE"], "wb") as handle:
         # A small raw file for the role's base-image import (it never gets that far).
         handle.truncate(1024 * 1024)
-    pool = net = None
+    conn = rh.connect()
     try:
-        pool = conn.storagePoolDefineXML(
-            "<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>" % (NAMES["POOL"], NAMES["POOL_DIR"]))
-        pool.create(0)
+        rh.dir_pool(NAMES["POOL"], NAMES["POOL_DIR"])
+        pool = conn.storagePoolLookupByName(NAMES["POOL"])
         pool.createXML(
             "<volume><name>%s</name><capacity>%d</capacity><target><format type='qcow2'/></target></volume>"
             % (NAMES["VOL"], VOL_CAPACITY), 0)
         # A refresh fills in what libvirt reads from the image (qcow2 compat...), as any module's refresh would.
         pool.refresh(0)
-        net = conn.networkDefineXML(
+        conn.networkDefineXML(
             "<network><name>%s</name><bridge name='%s' stp='on' delay='0'/>"
             "<ip address='10.231.77.1' prefix='24'><dhcp><range start='10.231.77.100' end='10.231.77.200'/>"
             "</dhcp></ip></network>" % (NAMES["NET"], "kvb" + str(os.getpid() % 100000)))
         yield NAMES
     finally:
-        # A case that wrongly succeeded fails its test; what it created goes too.
-        for dom in conn.listAllDomains():
-            if dom.name().startswith(P):
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
-        for other in conn.listAllNetworks():
-            if other.name().startswith(P) and other.name() != NAMES["NET"]:
-                if other.isActive():
-                    other.destroy()
-                other.undefine()
-        if net is not None:
-            net.undefine()
-        if pool is not None:
-            for vol in pool.listAllVolumes():
-                vol.delete(0)
-            pool.destroy()
-            pool.undefine()
-        shutil.rmtree(NAMES["POOL_DIR"], ignore_errors=True)
-        os.remove(NAMES["IMAGE"])
         conn.close()
+        # Everything with the prefix goes, also what a case that wrongly succeeded created (it fails its test).
+        rh.cleanup(P, [NAMES["POOL_DIR"]])
+        os.remove(NAMES["IMAGE"])
 
 
 def _messages(run):

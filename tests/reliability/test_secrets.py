@@ -16,12 +16,12 @@ import glob
 import json
 import os
 import re
-import shutil
 import stat
 import tempfile
 
 import pytest
 
+import relhelpers as rh
 from conftest import (DISRUPTIVE, LOG_DIR, OUTPUT_DIR, REPO, SECRETS, URI, ansible_playbook, libvirt)
 
 RECAP = re.compile(r"^localhost\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", re.M)
@@ -93,12 +93,10 @@ def secret_setup():
     pool_name = prefix + "pool"
     pool_dir = "/var/tmp/" + pool_name
     tmp = tempfile.mkdtemp(prefix="kvmops-rel-secrets-")
-    conn = libvirt.open(URI)
-    os.makedirs(pool_dir, exist_ok=True)
-    pool = conn.storagePoolDefineXML(
-        "<pool type='dir'><name>%s</name><target><path>%s</path></target></pool>" % (pool_name, pool_dir))
+    conn = rh.connect()
     try:
-        pool.create(0)
+        rh.dir_pool(pool_name, pool_dir)
+        pool = conn.storagePoolLookupByName(pool_name)
 
         def write_vars(suffix):
             path = os.path.join(tmp, "vars%s.json" % suffix)
@@ -111,18 +109,8 @@ def secret_setup():
             handle.write(PLAYBOOK.format(vars_file='"{{ kvmops_secret_vars }}"'))
         yield {"prefix": prefix, "pool": pool, "pool_dir": pool_dir, "playbook": playbook, "vars": write_vars}
     finally:
-        for name in (prefix + "mod", prefix + "role"):
-            try:
-                conn.lookupByName(name).undefine()
-            except libvirt.libvirtError:
-                pass
-        for vol in pool.listAllVolumes():
-            vol.delete(0)
-        pool.destroy()
-        pool.undefine()
-        shutil.rmtree(pool_dir, ignore_errors=True)
-        shutil.rmtree(tmp, ignore_errors=True)
         conn.close()
+        rh.cleanup(prefix, [pool_dir, tmp])
 
 
 def _recap(run):
