@@ -109,6 +109,7 @@ class Bench:
         self.network = self.prefix + "net"
         self.bridge = ("kb%d" % self.pid)[:15]
         self.subnet = None
+        self.bytecode_cache = os.path.join(self.tmp, "bytecode")
         self.rss_log = os.path.join(self.tmp, "rss.jsonl")
         self.wrapper = os.path.join(self.tmp, "python-rss")
         with open(self.wrapper, "w", encoding="utf-8") as fh:
@@ -129,15 +130,20 @@ class Bench:
     def record(self, key, value):
         self.figures.setdefault(key, []).append(value)
 
-    def playbook(self, name, extra, rss=False):
+    def playbook(self, name, extra, rss=False, env_extra=None):
         """Run one playbook; return the timer callback's data plus the process wall time."""
         self.runs += 1
         vars_file = os.path.join(self.tmp, "vars-%03d.json" % self.runs)
         timing = os.path.join(self.tmp, "timing-%03d.json" % self.runs)
         with open(vars_file, "w", encoding="utf-8") as fh:
             json.dump(extra, fh)
-        env = dict(os.environ)
+        # The module processes inherit this environment (local connection). Give
+        # them what a managed node reached over SSH has: no PYTHONDONTWRITEBYTECODE
+        # from a developer's shell, and kvmops.virt's bytecode cache in this run's
+        # own directory, so that every run starts with a cold cache.
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env.update(
+            KVMOPS_VIRT_BYTECODE_CACHE=self.bytecode_cache,
             ANSIBLE_CONFIG=os.path.join(BENCH, "ansible.cfg"),
             ANSIBLE_CALLBACK_PLUGINS=os.path.join(BENCH, "callback_plugins"),
             ANSIBLE_COLLECTIONS_PATH=self.collections_path,
@@ -145,6 +151,7 @@ class Bench:
             ANSIBLE_FORCE_COLOR="0",
             KBENCH_TIMING_FILE=timing,
         )
+        env.update(env_extra or {})
         interpreter = self.wrapper if rss else self.python
         cmd = [self.ansible_playbook, "-i", "localhost,", "-c", "local", "-e", "ansible_python_interpreter=" + interpreter,
                "-e", "@" + vars_file, os.path.join(PLAYBOOKS, name)]
@@ -283,7 +290,7 @@ class Bench:
             "kvm_guests_defaults": {"state": "present", "virt_type": "qemu", "memory": "%dMiB" % memory_mib, "vcpus": 1},
         }
         template = self.jinja.get_template("w1_guest.xml.j2")
-        variants = self.pick(["floor", "raw", "kvm_guest", "role", "community"])
+        variants = self.pick(["floor", "raw", "minimal", "kvm_guest", "kvm_guest_nocache", "role", "community"])
         self.log("workload 1: define %d guests, then re-run; %d repetitions of %s" % (n, reps, ", ".join(variants)))
         for rep in range(reps):
             order = variants[rep % len(variants):] + variants[:rep % len(variants)]
@@ -307,10 +314,13 @@ class Bench:
                     conn.close()
                     self.record("w1.raw.rerun", time.monotonic() - start)
                 else:
-                    book = {"kvm_guest": "w1_kvm_guest.yml", "role": "w1_role.yml", "community": "w1_community.yml"}[variant]
+                    book = {"minimal": "w1_minimal.yml", "kvm_guest": "w1_kvm_guest.yml", "kvm_guest_nocache": "w1_kvm_guest.yml",
+                            "role": "w1_role.yml", "community": "w1_community.yml"}[variant]
                     extra = dict(common, **role_vars) if variant == "role" else common
-                    first = self.playbook(book, extra)
-                    second = self.playbook(book, extra)
+                    # kvm_guest as it ran before the module_utils bytecode cache existed.
+                    env_extra = {"KVMOPS_VIRT_BYTECODE_CACHE": "off"} if variant == "kvm_guest_nocache" else None
+                    first = self.playbook(book, extra, env_extra=env_extra)
+                    second = self.playbook(book, extra, env_extra=env_extra)
                     self.record("w1.%s.define" % variant, first["play"])
                     self.record("w1.%s.rerun" % variant, second["play"])
                     self.record("w1.%s.define_changed" % variant, first["changed"])
@@ -495,6 +505,12 @@ class Bench:
                        "%.2fx of community.libvirt" % (kd / cd))
                 target("kvm_guest re-run at least as fast as community.libvirt virt define", kr, cr, "s", kr <= cr,
                        "%.2fx of community.libvirt" % (kr / cr))
+            if "w1.minimal.define" in med:
+                derived.update(minimal_define_per_guest=med["w1.minimal.define"] / n,
+                               minimal_rerun_per_guest=med["w1.minimal.rerun"] / n)
+            if "w1.kvm_guest_nocache.define" in med:
+                derived.update(nocache_define_per_guest=med["w1.kvm_guest_nocache.define"] / n,
+                               nocache_rerun_per_guest=med["w1.kvm_guest_nocache.rerun"] / n)
             if "w1.role.define" in med:
                 physical = floor_task + n * raw_guest
                 derived.update(role_define_per_guest=med["w1.role.define"] / n, role_rerun_per_guest=med["w1.role.rerun"] / n,
@@ -527,11 +543,15 @@ class Bench:
         labels = [
             ("w1.floor.define", "1 define", "per-task floor: ansible.builtin.ping x N", n),
             ("w1.raw.define", "1 define", "raw libvirt-python defineXML x N", n),
+            ("w1.minimal.define", "1 define", "minimal libvirt-python module (bench only)", n),
             ("w1.kvm_guest.define", "1 define", "kvmops.virt.kvm_guest loop", n),
+            ("w1.kvm_guest_nocache.define", "1 define", "kvm_guest loop, bytecode cache off", n),
             ("w1.role.define", "1 define", "kvmops.virt.kvm_guests role", n),
             ("w1.community.define", "1 define", "community.libvirt virt define loop", n),
             ("w1.raw.rerun", "1 re-run", "raw lookupByName + XMLDesc x N", n),
+            ("w1.minimal.rerun", "1 re-run", "minimal libvirt-python module (bench only)", n),
             ("w1.kvm_guest.rerun", "1 re-run", "kvmops.virt.kvm_guest loop", n),
+            ("w1.kvm_guest_nocache.rerun", "1 re-run", "kvm_guest loop, bytecode cache off", n),
             ("w1.role.rerun", "1 re-run", "kvmops.virt.kvm_guests role", n),
             ("w1.community.rerun", "1 re-run", "community.libvirt virt define loop", n),
             ("w2.role.deploy", "2 deploy", "kvmops.virt.kvm_guests role", nb),
@@ -574,10 +594,23 @@ class Bench:
         if derived:
             lines.append("")
             lines.append("derived (from the medians):")
-            for key in ("floor_per_task", "raw_define_per_guest", "raw_rerun_per_guest", "kvm_guest_define_per_guest",
-                        "kvm_guest_rerun_per_guest", "role_define_per_guest", "role_rerun_per_guest"):
+            for key in ("floor_per_task", "raw_define_per_guest", "raw_rerun_per_guest", "minimal_define_per_guest",
+                        "minimal_rerun_per_guest", "kvm_guest_define_per_guest", "kvm_guest_rerun_per_guest",
+                        "nocache_define_per_guest", "nocache_rerun_per_guest", "role_define_per_guest", "role_rerun_per_guest"):
                 if key in derived:
                     lines.append("  %-28s %s" % (key, fmt_s(derived[key])))
+            if "minimal_rerun_per_guest" in derived:
+                floor_task = derived["floor_per_task"]
+                lines.append("  minimal libvirt module vs the per-task floor (no pass mark): define %.2fx of (floor + raw), re-run %.2fx of the floor"
+                             % (derived["minimal_define_per_guest"] / (floor_task + derived["raw_define_per_guest"]),
+                                derived["minimal_rerun_per_guest"] / floor_task))
+                lines.append("  kvm_guest over the minimal libvirt module, per guest: define %+.1f ms, re-run %+.1f ms"
+                             % (1000 * (derived["kvm_guest_define_per_guest"] - derived["minimal_define_per_guest"]),
+                                1000 * (derived["kvm_guest_rerun_per_guest"] - derived["minimal_rerun_per_guest"])))
+            if "nocache_rerun_per_guest" in derived:
+                lines.append("  bytecode cache saves per guest: define %.1f ms, re-run %.1f ms"
+                             % (1000 * (derived["nocache_define_per_guest"] - derived["kvm_guest_define_per_guest"]),
+                                1000 * (derived["nocache_rerun_per_guest"] - derived["kvm_guest_rerun_per_guest"])))
             if "physical_floor" in derived:
                 lines.append("  role converge of %d guests vs the physical floor (one task + %d x raw defineXML = %s): %.1fx (no pass mark)"
                              % (n, n, fmt_s(derived["physical_floor"]), derived["role_vs_physical_floor"]))

@@ -560,9 +560,14 @@ class GuestManager(Manager):
         return macs
 
     def _mac_factory(self):
-        used = self._host_macs()
+        used = None
 
         def new_mac():
+            # The host's MACs are read on the first call only: most runs need
+            # no new MAC, and reading every guest's XML costs each task O(guests).
+            nonlocal used
+            if used is None:
+                used = self._host_macs()
             while True:
                 mac = "52:54:00:%02x:%02x:%02x" % (random.randint(0, 255), random.randint(0, 255), random.randint(0, 255))
                 if mac not in used:

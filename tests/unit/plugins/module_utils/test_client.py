@@ -3,9 +3,11 @@
 """The client against libvirt's in-process test:///default driver."""
 from __future__ import annotations
 
+from urllib.parse import urlparse
+
 import pytest
 
-from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient, resolve_uri
+from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient, is_local_uri, resolve_uri, uri_host
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import ConnectionFailed, NotFound, OperationFailed
 
 
@@ -60,3 +62,36 @@ def test_versions():
         lib, hv_type, _hv = client.versions()
     assert hv_type == "TEST"
     assert lib.count(".") == 2
+
+
+URIS = [
+    "qemu:///system",
+    "qemu:///session",
+    "test:///default",
+    "qemu+ssh://root@Host.Example:2222/system?keyfile=/root/.ssh/id",
+    "qemu+ssh://host/system",
+    "qemu+tcp://[::1]/system",
+    "qemu+tls://10.0.0.1:16514/system",
+    "qemu+ssh://user@[fe80::1%25eth0]:22/system",
+    "qemu://localhost/system",
+    "qemu+unix:///system?socket=/run/libvirt/libvirt-sock",
+    "lxc:///",
+    "qemu:/system",
+]
+
+
+@pytest.mark.parametrize("uri", URIS)
+def test_uri_host_agrees_with_urllib(uri):
+    assert uri_host(uri) == (urlparse(uri).hostname or "")
+
+
+@pytest.mark.parametrize("uri, local", [
+    ("qemu:///system", True),
+    ("qemu+ssh://root@kvm1/system", False),
+    ("qemu://localhost/system", True),
+    ("qemu+tcp://127.0.0.1/system", True),
+    ("qemu+tcp://[::1]/system", True),
+    ("qemu+tls://10.0.0.1/system", False),
+])
+def test_is_local_uri(uri, local):
+    assert is_local_uri(uri) is local

@@ -245,3 +245,32 @@ def test_failed_define_removes_the_volumes_it_created(conn, capsys):
     assert "removed the volumes this task had created: default-pool/ut-fail.qcow2" in result["msg"]
     assert "ut-fail.qcow2" not in [v.name() for v in conn.storagePoolLookupByName(POOL).listAllVolumes(0)]
     assert "ut-fail" not in [d.name() for d in conn.listAllDomains(0)]
+
+
+def _macs(conn, name):
+    xml = conn.lookupByName(name).XMLDesc(0)
+    return [part for part in xml.split("'") if part.startswith("52:54:00:")]
+
+
+def test_generated_macs_skip_those_of_other_guests(capsys, conn):
+    import random
+
+    def first_draw():
+        random.seed(8)
+        return "52:54:00:%02x:%02x:%02x" % (random.randint(0, 255), random.randint(0, 255), random.randint(0, 255))
+
+    nic = [{"network": NET}]
+    mac = first_draw()
+    # Control: with that MAC free, the seeded generator hands it out first.
+    random.seed(8)
+    result, _o = run(capsys, dict(BASE, name="ut-mac-c", interfaces=nic))
+    assert not result.get("failed"), result.get("msg")
+    assert _macs(conn, "ut-mac-c") == [mac]
+    conn.lookupByName("ut-mac-c").undefine()
+    # With another guest holding it, the same draw is skipped.
+    result, _o = run(capsys, dict(BASE, name="ut-mac-a", interfaces=[{"network": NET, "mac": mac}]))
+    assert not result.get("failed"), result.get("msg")
+    random.seed(8)
+    result, _o = run(capsys, dict(BASE, name="ut-mac-b", interfaces=nic))
+    assert not result.get("failed"), result.get("msg")
+    assert _macs(conn, "ut-mac-b") != [mac] and len(_macs(conn, "ut-mac-b")) == 1
