@@ -1326,7 +1326,7 @@ class GuestManager(Manager):
                 return
             if time.time() >= deadline:
                 break
-            time.sleep(1)
+            time.sleep(POLL)
         raise OperationFailed(
             "wait_for_ip: guest '%s' is running, but none of its interfaces had an address after %d s "
             "(sources: DHCP leases, guest agent, ARP); raise wait_timeout, or check the guest's network" % (self.name, timeout),

@@ -246,3 +246,25 @@ def test_every_nested_code_object_gets_the_new_filename(monkeypatch, private_hel
     names = {c.co_filename for c in _code_objects(fixed)}
     assert names == {"this-run.py"}
     assert len(list(_code_objects(fixed))) == 4
+
+
+def _module_files():
+    modules_dir = os.path.join(os.path.dirname(os.path.dirname(_bytecode.__file__)), "modules")
+    return sorted(os.path.join(modules_dir, n) for n in os.listdir(modules_dir) if n.endswith(".py") and n != "__init__.py")
+
+
+@pytest.mark.parametrize("path", _module_files(), ids=os.path.basename)
+def test_every_module_enables_the_cache_before_its_other_module_utils(path):
+    import ast
+
+    with open(path, encoding="utf-8") as source:
+        tree = ast.parse(source.read())
+    enable_line = None
+    for node in tree.body:
+        if isinstance(node, ast.Expr) and ast.unparse(node) == "_bytecode.enable()":
+            enable_line = node.lineno
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(_bytecode.PACKAGE):
+            if [a.name for a in node.names] == ["_bytecode"] and node.module == _bytecode.PACKAGE:
+                continue
+            assert enable_line is not None, "%s imports %s before _bytecode.enable()" % (os.path.basename(path), node.module)
+    assert enable_line is not None
