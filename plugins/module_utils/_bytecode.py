@@ -36,13 +36,15 @@ import stat
 import sys
 import tempfile
 import time
+import types
 import zipimport
 
 PACKAGE = "ansible_collections.kvmops.virt.plugins.module_utils"
 ENV_SETTING = "KVMOPS_VIRT_BYTECODE_CACHE"
 OFF_VALUES = ("off", "no", "false", "0", "none")
-# Entries unused for this long are removed when a new entry is written, so
-# upgrades of the collection do not pile up old bytecode.
+# Entries written longer ago than this are removed when a new entry is written,
+# so that upgrades of the collection do not pile up old bytecode (reading an
+# entry does not renew it: a pruned entry in use is compiled again once).
 MAX_AGE_SECONDS = 30 * 24 * 3600
 ENTRY_SUFFIX = ".kvmops-pyc"
 
@@ -128,9 +130,10 @@ class BytecodeCache:
         if not data.startswith(magic):
             return None
         try:
-            return marshal.loads(data[len(magic):])
+            code = marshal.loads(data[len(magic):])
         except (EOFError, ValueError, TypeError):
             return None
+        return code if isinstance(code, types.CodeType) else None
 
     def _write(self, path, code):
         try:

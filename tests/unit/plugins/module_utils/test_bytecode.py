@@ -128,7 +128,9 @@ def test_tracebacks_name_this_runs_file(payload, tmp_path):
     assert report["traceback_file"] == os.path.join(second, PACKAGE_DIR, "_probe.py")
 
 
-@pytest.mark.parametrize("content", [b"", b"not bytecode", importlib.util.MAGIC_NUMBER + b"\x00truncated"])
+@pytest.mark.parametrize("content", [b"", b"not bytecode", importlib.util.MAGIC_NUMBER + b"\x00truncated",
+                                     importlib.util.MAGIC_NUMBER + marshal.dumps(("not", "code"))],
+                         ids=["empty", "no-magic", "truncated", "not-a-code-object"])
 def test_a_corrupt_entry_is_recompiled_and_replaced(payload, tmp_path, content):
     cache = tmp_path / "cache"
     cache.mkdir(mode=0o700)
