@@ -143,6 +143,9 @@ class Run(object):
         self.extra_vars = {"prefix": self.prefix}
         self.module_defaults = {}
         self.loops = []
+        # Subnets handed out but perhaps not in use yet (a page's networks exist
+        # only once its playbook runs): never hand them out twice.
+        self.reserved_subnets = set()
         self.inventory = os.path.join(self.tmp, "hosts.ini")
         with open(self.inventory, "w") as f:
             f.write("[hypervisors]\nlocalhost ansible_connection=local ansible_python_interpreter=%s\n" % sys.executable)
@@ -206,10 +209,11 @@ class Run(object):
     def free_subnets(self, count):
         used = sh("(ip -4 route; ip -4 addr; for n in $(virsh -q -c %s net-list --all --name); do "
                   "virsh -c %s net-dumpxml --inactive \"$n\"; done) 2>/dev/null" % (URI, URI), check=False)
-        free = [t for t in range(240, 255) if ("192.168.%d." % t) not in used]
+        free = [t for t in range(240, 255) if ("192.168.%d." % t) not in used and t not in self.reserved_subnets]
         random.shuffle(free)
         if len(free) < count:
             raise RuntimeError("only %d free 192.168.240-254.0/24 subnets" % len(free))
+        self.reserved_subnets.update(free[:count])
         return ["192.168.%d" % t for t in free[:count]]
 
     # cleanup: everything named with the prefix
@@ -340,6 +344,7 @@ def run_page(page, examples, run, report):
                 page, rc, failed_play[-1] if failed_play else "none"))
     finally:
         run.cleanup()
+        run.reserved_subnets.clear()  # the page's networks are gone
 
 
 def run_other(ex, run, report):
