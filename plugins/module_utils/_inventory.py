@@ -22,10 +22,9 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
-from urllib.parse import urlsplit
 
 from ansible_collections.kvmops.virt.plugins.module_utils import _domain as dm
-from ansible_collections.kvmops.virt.plugins.module_utils._client import libvirt
+from ansible_collections.kvmops.virt.plugins.module_utils._client import libvirt, uri_host
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import NotFound, VirtError
 
 # The namespace kvm_guest keeps its <metadata> in (tags are read through _domain.GuestMetadata).
@@ -187,15 +186,6 @@ def ordered_addresses(interfaces, prefer_ipv4=True):
 
 
 # -- reading one hypervisor ------------------------------------------------------
-def uri_host(uri):
-    """The host part of a URI (``qemu+ssh://root@kvm1:22/system`` -> ``kvm1``), or None."""
-    try:
-        host = urlsplit(uri).hostname
-    except ValueError:
-        return None
-    return host or None
-
-
 def collect(client, sources, warn=None):
     """Read every guest of the hypervisor behind ``client``.
 

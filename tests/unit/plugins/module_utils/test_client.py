@@ -85,9 +85,17 @@ def test_uri_host_agrees_with_urllib(uri):
     assert uri_host(uri) == (urlparse(uri).hostname or "")
 
 
+def test_uri_host_of_a_malformed_uri_is_empty():
+    # urllib raises ValueError here; the inventory falls back to the hypervisor's own name.
+    assert uri_host("qemu+ssh://[::1/system") == ""
+
+
 @pytest.mark.parametrize("uri, local", [
     ("qemu:///system", True),
+    ("qemu:///session", True),
+    ("test:///default", True),
     ("qemu+ssh://root@kvm1/system", False),
+    ("qemu+tcp://hv1/system", False),
     ("qemu://localhost/system", True),
     ("qemu+tcp://127.0.0.1/system", True),
     ("qemu+tcp://[::1]/system", True),

@@ -14,7 +14,6 @@ from ansible_collections.kvmops.virt.plugins.module_utils._hostcaps import (
     HardwareProbe,
     HostCapabilities,
     classify,
-    is_local_uri,
     parse_capabilities,
     parse_domain_capabilities,
 )
@@ -102,17 +101,6 @@ def test_live_capabilities_of_this_kind_of_machine():
         dom = parse_domain_capabilities(f.read())
     assert dom["machine"].startswith("pc-q35")
     assert dom["firmware"]["uefi"] is True
-
-
-@pytest.mark.parametrize("uri, local", [
-    ("qemu:///system", True),
-    ("qemu:///session", True),
-    ("test:///default", True),
-    ("qemu+ssh://root@hv1/system", False),
-    ("qemu+tcp://hv1/system", False),
-])
-def test_local_uri_detection(uri, local):
-    assert is_local_uri(uri) is local
 
 
 def test_gather_with_the_test_driver_and_recorded_hardware():
