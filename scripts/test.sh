@@ -33,11 +33,7 @@ link_collection "$REPO"
 # only looks at its files; copy what git tracks (plus new, not ignored files).
 # Each run gets its own copy so that concurrent runs do not clobber each other.
 ANSIBLE_TEST_ROOT="$(mktemp -d "${TMPDIR:-/tmp}/kvmops-virt-ansible-test.XXXXXX")"
-# The modules that the tests run keep their bytecode cache in the user's
-# ~/.cache/kvmops.virt (docs/requirements.md); a suite that created it removes it.
-BYTECODE_CACHE_HOME="$(getent passwd "$(id -u)" | cut -d: -f6)/.cache/kvmops.virt"
-[ -e "$BYTECODE_CACHE_HOME" ] && BYTECODE_CACHE_HOME=""
-trap 'rm -rf "$ANSIBLE_TEST_ROOT" ${BYTECODE_CACHE_HOME:+"$BYTECODE_CACHE_HOME"}' EXIT
+trap 'rm -rf "$ANSIBLE_TEST_ROOT"' EXIT
 ATC="$ANSIBLE_TEST_ROOT/ansible_collections/kvmops/virt"
 sync_ansible_test_copy() {
   rm -rf "$ATC"

@@ -28,7 +28,7 @@ import re
 import time
 
 from ansible_collections.kvmops.virt.plugins.module_utils import _domain as dm
-from ansible_collections.kvmops.virt.plugins.module_utils._common import Manager
+from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     InvalidArgument,
     OperationFailed,

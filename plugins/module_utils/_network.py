@@ -29,7 +29,7 @@ import re
 import time
 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import libvirt
-from ansible_collections.kvmops.virt.plugins.module_utils._common import Manager
+from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     Conflict,
     InvalidArgument,

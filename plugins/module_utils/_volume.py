@@ -24,7 +24,7 @@ import stat
 import struct
 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
-from ansible_collections.kvmops.virt.plugins.module_utils._common import Manager
+from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     Conflict,
     InvalidArgument,
