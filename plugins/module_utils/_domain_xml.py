@@ -224,6 +224,10 @@ class InterfaceDevice(XMLObject):
     source_bridge = XMLProperty("./source/@bridge")
     source_dev = XMLProperty("./source/@dev")
     source_mode = XMLProperty("./source/@mode")
+    # runtime details libvirt adds to a running guest's interface
+    source_portid = XMLProperty("./source/@portid")
+    target_dev = XMLProperty("./target/@dev")
+    alias = XMLProperty("./alias/@name")
     model = XMLProperty("./model/@type")
 
     @property
