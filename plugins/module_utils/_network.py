@@ -10,8 +10,7 @@ Three layers, top to bottom:
 * The *spec* functions turn module parameters (:func:`desired_spec`) and
   network XML (:func:`actual_spec`) into the same normalized dict, so that
   comparing the two is a plain ``==`` per option path (:func:`compare`).
-* The XML model (:class:`NetworkXML` and friends) on ``_xml``: parse, edit
-  in place and serialize; elements it does not know are kept untouched.
+* The XML model (:class:`NetworkXML` and friends) lives in ``_network_xml``.
 
 Changes fall in two kinds. DHCP hosts and DNS host entries are changed with
 libvirt's network update API (``virNetworkUpdate``), live and persistently,
@@ -38,6 +37,11 @@ from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     Refused,
     VirtError,
 )
+from ansible_collections.kvmops.virt.plugins.module_utils._network_xml import (
+    DHCPHostXML,
+    DNSHostXML,
+    NetworkXML,
+)
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import (
     XMLChildren,
     XMLObject,
@@ -59,71 +63,6 @@ STATES = ("present", "active", "inactive", "absent")
 
 # Seconds to wait for a guest to release a hot-unplugged interface.
 DETACH_TIMEOUT = 15.0
-
-
-# ---------------------------------------------------------------------------
-# XML model
-# ---------------------------------------------------------------------------
-class DHCPHostXML(XMLObject):
-    """``<ip><dhcp><host mac= id= name= ip=/>``"""
-
-    TAG = "host"
-    mac = XMLProperty("@mac")
-    duid = XMLProperty("@id")
-    name = XMLProperty("@name")
-    ip = XMLProperty("@ip")
-
-
-class DHCPRangeXML(XMLObject):
-    TAG = "range"
-    start = XMLProperty("@start")
-    end = XMLProperty("@end")
-
-
-class IPXML(XMLObject):
-    """``<ip family= address= prefix= netmask=>`` with its ``<dhcp>``."""
-
-    TAG = "ip"
-    family = XMLProperty("@family")
-    address = XMLProperty("@address")
-    prefix = XMLProperty("@prefix", kind="int")
-    netmask = XMLProperty("@netmask")
-    ranges = XMLChildren(DHCPRangeXML, "./dhcp/range")
-    hosts = XMLChildren(DHCPHostXML, "./dhcp/host")
-
-
-class HostnameXML(XMLObject):
-    TAG = "hostname"
-    value = XMLProperty(".")
-
-
-class DNSHostXML(XMLObject):
-    """``<dns><host ip=><hostname>..</hostname></host>``"""
-
-    TAG = "host"
-    ip = XMLProperty("@ip")
-    hostnames = XMLChildren(HostnameXML, "./hostname")
-
-
-class ForwardInterfaceXML(XMLObject):
-    TAG = "interface"
-    dev = XMLProperty("@dev")
-
-
-class NetworkXML(XMLObject):
-    """A libvirt ``<network>`` definition."""
-
-    TAG = "network"
-    name = XMLProperty("./name")
-    uuid = XMLProperty("./uuid")
-    forward_mode = XMLProperty("./forward/@mode")
-    forward_dev = XMLProperty("./forward/@dev")
-    forward_interfaces = XMLChildren(ForwardInterfaceXML, "./forward/interface")
-    bridge_name = XMLProperty("./bridge/@name")
-    mtu = XMLProperty("./mtu/@size", kind="int")
-    domain_name = XMLProperty("./domain/@name")
-    ips = XMLChildren(IPXML, "./ip")
-    dns_hosts = XMLChildren(DNSHostXML, "./dns/host")
 
 
 class GuestInterfaceXML(XMLObject):
