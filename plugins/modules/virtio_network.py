@@ -393,7 +393,8 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmops.virt.plugins.module_utils._module import argument_spec, refuse_nul_arguments, run_module
-from ansible_collections.kvmops.virt.plugins.module_utils._network import MODES, STATES, NetworkManager
+from ansible_collections.kvmops.virt.plugins.module_utils._network import STATES, NetworkManager
+from ansible_collections.kvmops.virt.plugins.module_utils._network_spec import MODES
 
 
 def _ip_options():
