@@ -27,7 +27,10 @@ import random
 import re
 import time
 
-from ansible_collections.kvmops.virt.plugins.module_utils import _domain as dm
+from ansible_collections.kvmops.virt.plugins.module_utils import _domain_xml as dm
+from ansible_collections.kvmops.virt.plugins.module_utils import _guest_spec as gs
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_builder import DomainBuilder
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_devices import interfaces_needing_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     InvalidArgument,
@@ -430,7 +433,7 @@ class GuestManager(Manager):
                     user[key] = d[key]
             if size is not None:
                 user["size"] = human_size(size)
-            ds = dm.DiskSpec(index=i, device=device, bus=d.get("bus"), fmt=d.get("format"), target=d.get("target"), user=user)
+            ds = gs.DiskSpec(index=i, device=device, bus=d.get("bus"), fmt=d.get("format"), target=d.get("target"), user=user)
             if d.get("pool"):
                 pool = self._require_active_pool(d["pool"], opt + ".pool")
                 vol = self._lookup_volume(pool, d["volume"])
@@ -547,7 +550,7 @@ class GuestManager(Manager):
                 if local and os.path.isdir("/sys/class/net") and not os.path.exists(os.path.join("/sys/class/net", source)):
                     raise InvalidArgument(opt + ".direct", "host interface '%s' does not exist" % source)
             mac = dm.normalize_mac(n["mac"], opt + ".mac") if n.get("mac") else None
-            spec.interfaces.append(dm.NicSpec(i, kind, source, n.get("model"), mac))
+            spec.interfaces.append(gs.NicSpec(i, kind, source, n.get("model"), mac))
 
     def _host_macs(self):
         macs = set()
@@ -559,21 +562,31 @@ class GuestManager(Manager):
             macs.update(n.normalized_mac() for n in model.interfaces if n.mac)
         return macs
 
-    def _mac_factory(self):
-        used = None
+    def _new_macs(self, count):
+        """``count`` MACs no guest of the host uses."""
+        if not count:
+            return []  # most runs need no new MAC; reading every guest's XML costs each task O(guests)
+        used = self._host_macs()
+        macs = []
+        while len(macs) < count:
+            mac = "52:54:00:%02x:%02x:%02x" % (random.randint(0, 255), random.randint(0, 255), random.randint(0, 255))
+            if mac not in used:
+                used.add(mac)
+                macs.append(mac)
+        return macs
 
-        def new_mac():
-            # The host's MACs are read on the first call only: most runs need
-            # no new MAC, and reading every guest's XML costs each task O(guests).
-            nonlocal used
-            if used is None:
-                used = self._host_macs()
-            while True:
-                mac = "52:54:00:%02x:%02x:%02x" % (random.randint(0, 255), random.randint(0, 255), random.randint(0, 255))
-                if mac not in used:
-                    used.add(mac)
-                    return mac
-        return new_mac
+    def _volume_paths_of(self, domain):
+        """``{(pool, volume): path}`` of the ``type='volume'`` disks of ``domain``."""
+        paths = {}
+        for disk in [] if domain is None else domain.disks:
+            if disk.type == "volume" and disk.source_pool and disk.source_volume:
+                key = (disk.source_pool, disk.source_volume)
+                paths[key] = self._resolve_volume_path(*key)
+        return paths
+
+    def _machine_names(self, *names):
+        """``{name: canonical machine}`` for the machine names the builder compares."""
+        return dict((name, self._resolve_machine(name)) for name in names if name)
 
     def _resolve_seed(self, spec):
         ci = self.params.get("cloud_init")
@@ -614,7 +627,7 @@ class GuestManager(Manager):
         if model.type not in FILE_POOL_TYPES:
             raise InvalidArgument(option, "the seed ISO needs a pool of files (dir, fs, netfs); '%s' is a '%s' pool" % (pool_name, model.type))
         path = self.client.call("reading volume '%s'" % vol_name, vol.path) if vol is not None else os.path.join(model.path or "/", vol_name)
-        seed = dm.SeedSpec(pool_name, vol_name, path, digest, per_file)
+        seed = gs.SeedSpec(pool_name, vol_name, path, digest, per_file)
         recorded = self.actual.metadata().seed if self.actual is not None else None
         rebuild = vol is None or recorded is None or recorded.get("digest") != digest or dm.norm_path(recorded.get("path")) != seed.path
         if vol is not None and (recorded is None or dm.norm_path(recorded.get("path")) != seed.path):
@@ -659,7 +672,7 @@ class GuestManager(Manager):
             if self.memory is None and self.max_memory is None and not xml_memory:
                 raise InvalidArgument("memory", "required to define the new guest '%s'" % self.name)
         self._check_host()
-        spec = dm.GuestSpec(self.name)
+        spec = gs.GuestSpec(self.name)
         spec.virt_type = p.get("virt_type")
         spec.machine = p.get("machine")
         spec.arch = self._host_caps()["arch"] if self.actual is None else None
@@ -677,13 +690,11 @@ class GuestManager(Manager):
         spec.cmdline = boot.get("cmdline")
         if p.get("graphics") is not None:
             g = p["graphics"]
-            spec.graphics = dm.GraphicsSpec(g["type"], g.get("listen"), g.get("password"))
+            spec.graphics = gs.GraphicsSpec(g["type"], g.get("listen"), g.get("password"))
         spec.console_log = dm.norm_path(p.get("console_log"))
         if p.get("tags") is not None:
             spec.tags = _unique(p["tags"])
         spec.xml = self.xml
-        spec.resolve_machine = self._resolve_machine
-        spec.resolve_volume = self._resolve_volume_path
         if spec.secure_boot and self._effective_machine_family(spec) == "i440fx":
             raise InvalidArgument("secure_boot", "requires a q35 machine type (SMM); the guest's machine is '%s'"
                                   % (spec.machine or self.actual.machine))
@@ -693,14 +704,18 @@ class GuestManager(Manager):
         spec.created_volumes = [(c.pool_name, c.name, c.path) for c in self.to_create]
         if self.seed_plan is not None and self.seed_plan["rebuild"]:
             spec.created_volumes.append((self.seed_plan["pool_name"], self.seed_plan["name"], self.seed_plan["path"]))
+        spec.volume_paths = self._volume_paths_of(self.actual)
+        if spec.machine and self.actual is not None:
+            spec.machine_names = self._machine_names(spec.machine, self.actual.machine)
         if not self.check_mode:
-            spec.mac_factory = self._mac_factory()
+            # generated here, not by the builder: the spec stays plain data
+            spec.new_macs = self._new_macs(interfaces_needing_mac(self.actual, spec.interfaces))
         self.spec = spec
 
-        builder = dm.DomainBuilder(self.actual, spec)
+        builder = DomainBuilder(self.actual, spec)
         self.final, self.changes = builder.build()
         if self.seed_plan is not None and self.seed_plan["missing"]:
-            self.changes.append(dm.Change("cloud_init.volume", None, self.seed_plan["path"], dm.SEED))
+            self.changes.append(gs.Change("cloud_init.volume", None, self.seed_plan["path"], dm.SEED))
         self._check_mac_conflicts()
         self._record_diff()
         self._plan_storage()
@@ -1350,15 +1365,14 @@ class GuestManager(Manager):
                 live = self._current_live()
             except VirtError:
                 return []
-        spec = self.spec
-        saved = (spec.mac_factory, spec.created_volumes)
-        spec.mac_factory, spec.created_volumes = None, []
+        spec = self.spec.for_live_comparison()
+        spec.volume_paths = self._volume_paths_of(live)
+        if spec.machine:
+            spec.machine_names = self._machine_names(spec.machine, live.machine)
         try:
-            _dom, changes = dm.DomainBuilder(live, spec).build()
+            _dom, changes = DomainBuilder(live, spec).build()
         except InvalidArgument:
             return []
-        finally:
-            spec.mac_factory, spec.created_volumes = saved
         pending = []
         for c in changes:
             if c.kind == dm.METADATA:

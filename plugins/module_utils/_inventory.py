@@ -13,7 +13,7 @@ Two halves:
   filters, their host names (:func:`assign_host_names`), their ``libvirt_*``
   variables (:func:`host_vars`) and default groups (:func:`default_groups`).
 
-Domain XML is read with kvm_guest's model (``_domain.Domain``, ``GuestMetadata``),
+Domain XML is read with kvm_guest's model (``_domain_xml.Domain``, ``GuestMetadata``),
 so interfaces, disks and tags mean the same as in kvm_guest's ``guest`` result.
 """
 
@@ -23,11 +23,11 @@ import fnmatch
 import ipaddress
 import re
 
-from ansible_collections.kvmops.virt.plugins.module_utils import _domain as dm
+from ansible_collections.kvmops.virt.plugins.module_utils import _domain_xml as dm
 from ansible_collections.kvmops.virt.plugins.module_utils._client import libvirt, uri_host
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import NotFound, VirtError
 
-# The namespace kvm_guest keeps its <metadata> in (tags are read through _domain.GuestMetadata).
+# The namespace kvm_guest keeps its <metadata> in (tags are read through _domain_xml.GuestMetadata).
 GUEST_METADATA_NS = dm.NS
 
 STATE_CHOICES = ["crashed", "paused", "pmsuspended", "running", "shutdown"]
@@ -64,7 +64,7 @@ def normalize_states(states):
     return result
 
 
-# -- the domain XML, through kvm_guest's model (_domain.py) --------------------------------
+# -- the domain XML, through kvm_guest's model (_domain_xml.py) --------------------------------
 def parse_domain(xml, resolve_volume=None):
     """The facts of one guest that come from its XML (no addresses, no state).
 
