@@ -17,8 +17,7 @@ import pytest
 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument, OperationFailed
-from ansible_collections.kvmops.virt.plugins.module_utils._volume import (
-    VolumeXML,
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_ops import (
     check_volume_name,
     create_volume,
     delete_volume,
@@ -28,8 +27,8 @@ from ansible_collections.kvmops.virt.plugins.module_utils._volume import (
     round_up,
     upload_bytes,
     volume_facts,
-    volume_xml,
 )
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import VolumeXML, volume_xml
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import canonical, parse_xml
 from ansible_collections.kvmops.virt.plugins.modules import storage_volume
 
