@@ -23,7 +23,6 @@ import copy
 import os
 import re
 
-from ansible_collections.kvmops.virt.plugins.module_utils._validate import normalize_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._size import unit_factor
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import (
     XMLChildren,

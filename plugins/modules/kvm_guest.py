@@ -520,7 +520,8 @@ actions:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmops.virt.plugins.module_utils._module import argument_spec, refuse_nul_arguments, run_module
-from ansible_collections.kvmops.virt.plugins.module_utils._guest import DISK_FORMATS, GuestManager
+from ansible_collections.kvmops.virt.plugins.module_utils._guest import GuestManager
+from ansible_collections.kvmops.virt.plugins.module_utils._guest_resolve import DISK_FORMATS
 
 DISK_OPTIONS = dict(
     pool=dict(type="str"),

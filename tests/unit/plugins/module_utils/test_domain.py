@@ -16,6 +16,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils import _domain_xml as 
 from ansible_collections.kvmops.virt.plugins.module_utils import _guest_spec as gs
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_builder import DomainBuilder
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument
+from ansible_collections.kvmops.virt.plugins.module_utils._validate import normalize_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import canonical, etree, parse_xml
 
 libvirt = pytest.importorskip("libvirt")
@@ -277,13 +278,13 @@ def test_tags_compare_as_a_set():
     ("52-54-00-ab-cd-02", "52:54:00:ab:cd:02"),
 ])
 def test_mac_normalization(mac, expected):
-    assert dm.normalize_mac(mac) == expected
+    assert normalize_mac(mac) == expected
 
 
 @pytest.mark.parametrize("mac", ["zz:54:00:ab:cd:01", "52:54:00:ab:cd", "01:00:5e:00:00:01", "52:54:00-ab:cd:01", ""])
 def test_bad_macs(mac):
     with pytest.raises(InvalidArgument) as err:
-        dm.normalize_mac(mac, "interfaces[1].mac")
+        normalize_mac(mac, "interfaces[1].mac")
     assert err.value.msg.startswith("interfaces[1].mac: ")
 
 
