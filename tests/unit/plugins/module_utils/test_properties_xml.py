@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_xml import Domain
-from ansible_collections.kvmops.virt.plugins.module_utils._network import NetworkXML
+from ansible_collections.kvmops.virt.plugins.module_utils._network_xml import NetworkXML
 from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import PoolXML, VolumeXML
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import canonical, etree
 
