@@ -38,9 +38,10 @@ from ansible_collections.kvmops.virt.plugins.module_utils._client import flag
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_builder import DomainBuilder
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument, OperationFailed, VirtError
 from ansible_collections.kvmops.virt.plugins.module_utils._guest_ops import POLL, GuestOps, define
-from ansible_collections.kvmops.virt.plugins.module_utils._guest_resolve import CreatedVolume, GuestResolver
+from ansible_collections.kvmops.virt.plugins.module_utils._guest_resolve import CreatedVolume, GuestResolver, unique
 from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import volume_xml
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import find_path, parse_xml, to_string
 
 
@@ -177,9 +178,8 @@ class GuestManager(Manager):
         meta.write(self.final)
 
     def _build_seed(self):
-        # the ISO writer and the storage operations are needed only when a seed is (re)built
+        # the ISO writer is needed only when a seed is (re)built
         from ansible_collections.kvmops.virt.plugins.module_utils._iso9660 import build_iso  # pylint: disable=import-outside-toplevel
-        from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import volume_xml  # pylint: disable=import-outside-toplevel
 
         ops = _storage_ops()
         sp = self.seed_plan
@@ -263,13 +263,13 @@ class GuestManager(Manager):
                 self.act("update the tags of the running guest", lambda: self._ops().set_tags(self.spec.tags))
         # de-duplicate actions that several changes share (a NIC with two source keys)
         seen = set()
-        unique = []
+        kept = []
         for a in self.actions:
             if a.description in seen:
                 continue
             seen.add(a.description)
-            unique.append(a)
-        self.actions = unique
+            kept.append(a)
+        self.actions = kept
 
     def _final_interface(self, change):
         mac = change.data.get("mac")
@@ -466,7 +466,7 @@ class GuestManager(Manager):
             if self.check_mode and c.path in self.live_kinds:
                 continue  # applied live by the real run
             pending.append(c.path)
-        return _unique(pending)
+        return unique(pending)
 
     def result(self):
         if self.state == "absent":
@@ -540,11 +540,3 @@ class GuestManager(Manager):
 
     def _addresses(self, use_agent=True):
         return guest_addresses(self.client, self.dom, self.name, self.started_at, use_agent)
-
-
-def _unique(items):
-    out = []
-    for item in items:
-        if item not in out:
-            out.append(item)
-    return out

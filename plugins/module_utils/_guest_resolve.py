@@ -335,7 +335,7 @@ class GuestResolver:
             spec.graphics = gs.GraphicsSpec(g["type"], g.get("listen"), g.get("password"))
         spec.console_log = dm.norm_path(p.get("console_log"))
         if p.get("tags") is not None:
-            spec.tags = _unique(p["tags"])
+            spec.tags = unique(p["tags"])
         spec.xml = self.xml
         if spec.secure_boot and self._effective_machine_family(spec) == "i440fx":
             raise InvalidArgument("secure_boot", "requires a q35 machine type (SMM); the guest's machine is '%s'"
@@ -674,7 +674,8 @@ class GuestResolver:
         return found
 
 
-def _unique(items):
+def unique(items):
+    """``items`` without repetitions, in their first order."""
     out = []
     for item in items:
         if item not in out:
