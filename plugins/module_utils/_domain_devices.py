@@ -316,7 +316,6 @@ class DeviceBuilder:
         dom.add_device(console)
 
 
-
 def match_interfaces(actual, interfaces):
     """Pair desired interfaces (``NicSpec``) with those of ``actual`` (a ``Domain`` or ``None``).
 

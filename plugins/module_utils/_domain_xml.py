@@ -70,8 +70,6 @@ def norm_path(path):
     return os.path.normpath(path)
 
 
-
-
 def target_index(name):
     """``vda`` -> 0, ``vdz`` -> 25, ``vdaa`` -> 26 (bijective base 26); ``None`` if not a target name."""
     match = TARGET_RE.match(name or "")
@@ -588,7 +586,6 @@ class GuestMetadata:
             else:
                 domain.node.insert(0, metadata)
         metadata.append(copy.deepcopy(self.node))
-
 
 
 # ---------------------------------------------------------------------------

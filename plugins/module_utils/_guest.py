@@ -130,7 +130,6 @@ class GuestManager(Manager):
         self._plan_power()
         return None
 
-
     def _record_diff(self):
         target_state = self._target_state()
         if self.cur_state != target_state:
@@ -247,15 +246,17 @@ class GuestManager(Manager):
             elif c.kind == dm.DISK_DETACH:
                 self.act("detach disk %s from the running guest" % c.data["target"], lambda c=c: self._ops().detach_disk(c.data["target"]))
             elif c.kind == dm.DISK_ATTACH:
-                self.act("attach disk %s to the running guest" % c.data["target"], lambda c=c: self._ops().attach_disk(self.final.find_disk(c.data["target"])))
+                self.act("attach disk %s to the running guest" % c.data["target"], lambda c=c: self._ops().attach_disk(self._final_disk(c)))
             elif c.kind == dm.DISK_MEDIA:
-                self.act("change the media of cdrom %s of the running guest" % c.data["target"], lambda c=c: self._ops().change_media(self.final.find_disk(c.data["target"])))
+                self.act("change the media of cdrom %s of the running guest" % c.data["target"], lambda c=c: self._ops().change_media(self._final_disk(c)))
             elif c.kind == dm.NIC_DETACH:
                 self.act("detach interface %s from the running guest" % c.data.get("mac"), lambda c=c: self._ops().detach_interface(c.data.get("mac")))
             elif c.kind == dm.NIC_ATTACH:
-                self.act("attach interface %s to the running guest" % c.path, lambda c=c: self._ops().attach_interface(c.data.get("mac"), self._final_interface(c)))
+                self.act("attach interface %s to the running guest" % c.path,
+                         lambda c=c: self._ops().attach_interface(c.data.get("mac"), self._final_interface(c)))
             elif c.kind == dm.NIC_UPDATE:
-                self.act("change the source of interface %s of the running guest" % c.data.get("mac"), lambda c=c: self._ops().update_interface_source(c.data.get("mac"), self._final_interface(c)))
+                self.act("change the source of interface %s of the running guest" % c.data.get("mac"),
+                         lambda c=c: self._ops().update_interface_source(c.data.get("mac"), self._final_interface(c)))
             elif c.kind == dm.GRAPHICS_PASSWORD:
                 self.act("change the graphics password of the running guest",
                          lambda: self._ops().set_graphics_password((list(self.final.graphics) or [None])[0]))
@@ -270,6 +271,9 @@ class GuestManager(Manager):
             seen.add(a.description)
             kept.append(a)
         self.actions = kept
+
+    def _final_disk(self, change):
+        return self.final.find_disk(change.data["target"])
 
     def _final_interface(self, change):
         mac = change.data.get("mac")

@@ -66,7 +66,6 @@ class CreatedVolume:
         self.vol = None
 
 
-
 class GuestResolver:
     """Validates ``kvm_guest``'s parameters and resolves them into a :class:`GuestSpec`."""
 
@@ -354,7 +353,6 @@ class GuestResolver:
             spec.new_macs = self._new_macs(interfaces_needing_mac(self.actual, spec.interfaces))
         return spec
 
-
     def _effective_machine_family(self, spec):
         machine = spec.machine or (self.actual.machine if self.actual is not None else None)
         if machine is None and self.xml is not None:
@@ -497,7 +495,7 @@ class GuestResolver:
                                       % (human_size(size), human_size(backing_capacity), backing_path))
         path = os.path.join(model.path or "/", vol_name)
         xml = volume_xml(vol_name, size, fmt=fmt, backing_path=backing_path, backing_format=backing_format,
-                                allocation_bytes=0 if model.type in FILE_POOL_TYPES else None)
+                         allocation_bytes=0 if model.type in FILE_POOL_TYPES else None)
         ds.path = dm.norm_path(path)
         ds.default_format = fmt
         ds.source_type = "file" if model.type in FILE_POOL_TYPES else "block"
@@ -570,7 +568,7 @@ class GuestResolver:
         hostname = self.name if is_hostname_label(self.name) else None
         try:
             files = _cloudinit().render_seed(user_data=ci.get("user_data"), meta_data=ci.get("meta_data"),
-                                      network_config=ci.get("network_config"), hostname=hostname)
+                                             network_config=ci.get("network_config"), hostname=hostname)
         except InvalidArgument as e:
             option = e.option or "cloud_init"
             msg = e.msg

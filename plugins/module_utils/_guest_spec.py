@@ -152,4 +152,3 @@ class Change:
     def __repr__(self):
         return "Change(%s: %r -> %r, %s)" % (self.path, "***" if self.secret else self.before,
                                              "***" if self.secret else self.after, self.kind)
-

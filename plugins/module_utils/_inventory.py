@@ -43,7 +43,6 @@ STATE_ALIASES = {"shutoff": "shutdown", "shut off": "shutdown", "stopped": "shut
 DEFAULT_GROUP_KINDS = ("hypervisor", "state", "network", "tag")
 
 
-
 def normalize_states(states):
     """The ``states`` option -> a list of state names, or None for every state.
 
