@@ -34,17 +34,15 @@ from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     VirtError,
 )
 from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
+from ansible_collections.kvmops.virt.plugins.module_utils._network_edit import apply_spec, build_network, update_ops
 from ansible_collections.kvmops.virt.plugins.module_utils._network_spec import (
     EMPTY_SPEC,
     FORWARD_DEV_MODES,
     MANAGED_BRIDGE_MODES,
     actual_spec,
-    apply_spec,
-    build_network,
     compare,
     desired_spec,
     mode_of,
-    update_ops,
     updatable_families,
 )
 from ansible_collections.kvmops.virt.plugins.module_utils._network_xml import NetworkXML

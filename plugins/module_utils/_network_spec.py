@@ -7,10 +7,9 @@ network XML. No connection; plain data in and out.
 * :func:`desired_spec` validates the module parameters and normalizes them;
   :func:`actual_spec` reads a :class:`NetworkXML` into the same form, so
   that :func:`compare` is a plain ``==`` per option path.
-* :func:`apply_spec` / :func:`build_network` edit the XML to the desired
-  spec; :func:`update_ops` lists the ``virNetworkUpdate`` calls (DHCP and
-  DNS hosts) that reach it without a restart, and
-  :func:`updatable_families` says where those calls apply.
+* :func:`updatable_families` says where ``virNetworkUpdate`` calls (DHCP and
+  DNS hosts) reach a network without a restart.
+* Editing the XML to a desired spec lives in ``_network_edit``.
 
 The manager (``_network``) reads the network, calls these, and applies.
 """
@@ -21,9 +20,7 @@ import ipaddress
 import re
 
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument
-from ansible_collections.kvmops.virt.plugins.module_utils._network_xml import DHCPHostXML, DNSHostXML, NetworkXML
 from ansible_collections.kvmops.virt.plugins.module_utils._validate import check_hostname, check_ifname, normalize_mac
-from ansible_collections.kvmops.virt.plugins.module_utils._xml import to_string
 
 MODES = ("nat", "route", "isolated", "open", "bridge", "macvtap")
 # Modes in which libvirt creates (and removes) the bridge device itself.
@@ -289,7 +286,7 @@ def _prefix_of(ipel, version):
     return 8 if first < 128 else 16 if first < 192 else 24
 
 
-def _norm_ip(text):
+def norm_ip(text):
     try:
         return str(ipaddress.ip_address(text))
     except ValueError:
@@ -301,7 +298,7 @@ def host_spec(hostel):
         mac=hostel.mac.lower() if hostel.mac else None,
         id=hostel.duid.lower() if hostel.duid else None,
         name=hostel.name,
-        ip=_norm_ip(hostel.ip) if hostel.ip else None,
+        ip=norm_ip(hostel.ip) if hostel.ip else None,
     )
 
 
@@ -312,7 +309,7 @@ def ip_actual(ipel, version):
             address = str(ipaddress.ip_interface("%s/%s" % (ipel.address, _prefix_of(ipel, version))))
         except ValueError:
             address = ipel.address
-    ranges = [{"start": _norm_ip(r.start), "end": _norm_ip(r.end)} for r in ipel.ranges]
+    ranges = [{"start": norm_ip(r.start), "end": norm_ip(r.end)} for r in ipel.ranges]
     dhcp = {} if not ranges else ranges[0] if len(ranges) == 1 else ranges
     hosts = {}
     for hostel in ipel.hosts:
@@ -355,12 +352,12 @@ def actual_spec(model):
         spec[family] = ip_actual(ipel, version) if ipel is not None else None
     for dnsel in model.dns_hosts:
         if dnsel.ip:
-            spec["dns_hosts"][_norm_ip(dnsel.ip)] = [h.value for h in dnsel.hostnames if h.value]
+            spec["dns_hosts"][norm_ip(dnsel.ip)] = [h.value for h in dnsel.hostnames if h.value]
     return spec
 
 
 EMPTY_SPEC = {"mode": None, "bridge": None, "interface": None, "mtu": None, "domain": None, "ipv4": None, "ipv6": None, "dns_hosts": {}}
-_EMPTY_IP = {"address": None, "dhcp": {}, "hosts": {}}
+EMPTY_IP = {"address": None, "dhcp": {}, "hosts": {}}
 
 
 # ---------------------------------------------------------------------------
@@ -426,7 +423,7 @@ def compare(desired, actual):
         want = desired[family]
         if want is None:
             continue
-        have = actual[family] or _EMPTY_IP
+        have = actual[family] or EMPTY_IP
         add(family + ".address", have["address"], want["address"])
         if want["dhcp"] is not None:
             add(family + ".dhcp", _show_dhcp(have["dhcp"]), _show_dhcp(want["dhcp"]))
@@ -488,210 +485,3 @@ def updatable_families(model, desired):
         if want is not None and ipel is not None and ip_actual(ipel, version)["address"] == want["address"]:
             families.add(family)
     return families
-
-
-# ---------------------------------------------------------------------------
-# Editing the XML
-# ---------------------------------------------------------------------------
-def _set_host(hostel, entry):
-    hostel.mac = entry.get("mac")
-    hostel.duid = entry.get("id")
-    hostel.name = entry.get("name")
-    hostel.ip = entry.get("ip")
-
-
-def new_host(entry):
-    hostel = DHCPHostXML()
-    _set_host(hostel, entry)
-    return hostel
-
-
-def new_dns_host(ip, names):
-    dnsel = DNSHostXML()
-    dnsel.ip = ip
-    for name in names:
-        dnsel.hostnames.add(value=name)
-    return dnsel
-
-
-def _prune_empty(model, path):
-    node = model.find(path)
-    if node is not None and len(node) == 0 and not node.attrib and not (node.text or "").strip():
-        node.getparent().remove(node)
-
-
-def _apply_ip(model, version, want):
-    _index, ipel = first_ip(model, version)
-    have = ip_actual(ipel, version) if ipel is not None else _EMPTY_IP
-    if ipel is None:
-        ipel = model.ips.add()
-        if version == 6:
-            ipel.family = "ipv6"
-    if have["address"] != want["address"]:
-        gateway = ipaddress.ip_interface(want["address"])
-        ipel.netmask = None
-        ipel.address = str(gateway.ip)
-        ipel.prefix = gateway.network.prefixlen
-    if want["dhcp"] is not None and have["dhcp"] != want["dhcp"]:
-        for rangeel in list(ipel.ranges):
-            ipel.ranges.remove(rangeel)
-        if want["dhcp"]:
-            ipel.ranges.add(start=want["dhcp"]["start"], end=want["dhcp"]["end"])
-    if want["hosts"] is not None:
-        existing = {}
-        for hostel in list(ipel.hosts):
-            key = host_key(host_spec(hostel), version)
-            if key in want["hosts"] and key not in existing:
-                existing[key] = hostel
-            else:
-                ipel.hosts.remove(hostel)
-        for key, entry in want["hosts"].items():
-            hostel = existing.get(key)
-            if hostel is None:
-                ipel.hosts.add(new_host(entry))
-            elif host_spec(hostel) != entry:
-                _set_host(hostel, entry)
-    _prune_empty(ipel, "./dhcp")
-
-
-def _apply_dns(model, want):
-    existing = {}
-    for dnsel in list(model.dns_hosts):
-        ip = _norm_ip(dnsel.ip) if dnsel.ip else None
-        if ip in want and ip not in existing:
-            existing[ip] = dnsel
-        else:
-            model.dns_hosts.remove(dnsel)
-    for ip, names in want.items():
-        dnsel = existing.get(ip)
-        if dnsel is None:
-            model.dns_hosts.add(new_dns_host(ip, names))
-        elif [h.value for h in dnsel.hostnames] != names:
-            dnsel.hostnames.clear()
-            for name in names:
-                dnsel.hostnames.add(value=name)
-    _prune_empty(model, "./dns")
-
-
-def apply_spec(model, desired, actual=None):
-    """Edit ``model`` in place so that it describes ``desired``.
-
-    ``actual`` is the spec ``model`` was read as (None for a new network).
-    Values the user did not specify, and everything libvirt generated
-    (uuid, bridge MAC, stp, NAT ports...), stay as they are.
-    """
-    actual = actual or EMPTY_SPEC
-    mode = desired["mode"]
-    interface = desired["interface"]
-    if interface is None and mode in FORWARD_DEV_MODES and actual["mode"] in FORWARD_DEV_MODES:
-        interface = actual["interface"]
-    if actual["mode"] != mode or (desired["interface"] is not None and desired["interface"] != actual["interface"]):
-        model.remove("./forward")
-        if mode in ("nat", "route", "open"):
-            model.forward_mode = mode
-            if interface and mode in FORWARD_DEV_MODES:
-                model.forward_dev = interface
-        elif mode == "bridge":
-            model.forward_mode = "bridge"
-        elif mode == "macvtap":
-            model.forward_mode = "bridge"
-            model.forward_interfaces.add(dev=interface)
-    if mode in HOST_DEVICE_MODES:
-        model.ips.clear()
-        for path in ("./dns", "./domain", "./mtu", "./mac", "./bridge"):
-            while model.find(path) is not None:
-                model.remove(path)
-        if mode == "bridge":
-            model.bridge_name = desired["bridge"]
-        return model
-    if actual["mode"] in HOST_DEVICE_MODES:
-        # the old host bridge is not ours to create; libvirt names a new one
-        model.remove("./bridge")
-    if desired["bridge"] is not None:
-        model.bridge_name = desired["bridge"]
-    if desired["mtu"] is not None:
-        model.mtu = desired["mtu"]
-    if desired["domain"] is not None:
-        model.domain_name = desired["domain"]
-    for family, version in FAMILIES:
-        if desired[family] is not None:
-            _apply_ip(model, version, desired[family])
-    if desired["dns_hosts"] is not None:
-        _apply_dns(model, desired["dns_hosts"])
-    return model
-
-
-def build_network(name, desired):
-    model = NetworkXML()
-    model.name = name
-    return apply_spec(model, desired)
-
-
-# ---------------------------------------------------------------------------
-# Network update operations (virNetworkUpdate)
-# ---------------------------------------------------------------------------
-class UpdateOp:
-    """One virNetworkUpdate call: add or delete one DHCP or DNS host."""
-
-    __slots__ = ("command", "section", "index", "xml")
-
-    def __init__(self, command, section, index, xml):
-        self.command = command
-        self.section = section
-        self.index = index
-        self.xml = xml
-
-    def key(self):
-        return (self.command, self.section, self.index, self.xml)
-
-    def __eq__(self, other):
-        return isinstance(other, UpdateOp) and self.key() == other.key()
-
-    def __hash__(self):
-        return hash(self.key())
-
-    def __repr__(self):
-        return "UpdateOp(%s %s #%s %s)" % (self.command, self.section, self.index, self.xml.strip())
-
-
-def update_ops(model, desired, families):
-    """The deletes, then the adds, that bring the hosts in ``model`` to ``desired``.
-
-    DHCP host deletes name the existing entry exactly as libvirt has it,
-    DNS host deletes name its address; changed entries are deleted and
-    added again (libvirt's ``modify`` matches by
-    MAC *or* IP *or* name, which goes wrong when two hosts swap addresses,
-    and DNS hosts cannot be modified at all).
-    """
-    deletes, adds = [], []
-    for family, version in FAMILIES:
-        want = desired[family]
-        if family not in families or want is None or want["hosts"] is None:
-            continue
-        index, ipel = first_ip(model, version)
-        existing = {}
-        for hostel in ipel.hosts:
-            existing.setdefault(host_key(host_spec(hostel), version), hostel)
-        for key, hostel in existing.items():
-            if want["hosts"].get(key) != host_spec(hostel):
-                deletes.append(UpdateOp("delete", "ip-dhcp-host", index, to_string(hostel.node)))
-        for key, entry in want["hosts"].items():
-            hostel = existing.get(key)
-            if hostel is None or host_spec(hostel) != entry:
-                adds.append(UpdateOp("add-last", "ip-dhcp-host", index, new_host(entry).to_xml()))
-    if "dns" in families and desired["dns_hosts"] is not None:
-        existing = {}
-        for dnsel in model.dns_hosts:
-            if dnsel.ip:
-                existing.setdefault(_norm_ip(dnsel.ip), dnsel)
-        for ip, dnsel in existing.items():
-            if desired["dns_hosts"].get(ip) != [h.value for h in dnsel.hostnames]:
-                # by address only: libvirt matches the address or any of the names
-                only_ip = DNSHostXML()
-                only_ip.ip = dnsel.ip
-                deletes.append(UpdateOp("delete", "dns-host", -1, only_ip.to_xml()))
-        for ip, names in desired["dns_hosts"].items():
-            dnsel = existing.get(ip)
-            if dnsel is None or [h.value for h in dnsel.hostnames] != names:
-                adds.append(UpdateOp("add-last", "dns-host", -1, new_dns_host(ip, names).to_xml()))
-    return deletes + adds

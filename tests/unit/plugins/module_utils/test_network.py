@@ -24,14 +24,12 @@ from ansible_collections.kvmops.virt.plugins.module_utils._client import Libvirt
 
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument
 from ansible_collections.kvmops.virt.plugins.module_utils._network import NetworkManager
+from ansible_collections.kvmops.virt.plugins.module_utils._network_edit import apply_spec, build_network, update_ops
 from ansible_collections.kvmops.virt.plugins.module_utils._network_spec import (
     EMPTY_SPEC,
     actual_spec,
-    apply_spec,
-    build_network,
     compare,
     desired_spec,
-    update_ops,
     updatable_families,
 )
 from ansible_collections.kvmops.virt.plugins.module_utils._network_xml import NetworkXML
