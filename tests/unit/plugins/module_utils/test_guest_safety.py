@@ -1,0 +1,105 @@
+# -*- coding: utf-8 -*-
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""kvm_guest data safety (issue 16) on libvirt's test:///default driver:
+never adopt or delete what the collection did not create, keep the record of
+created volumes true, leave a guest bootable when libvirt rejects an update.
+"""
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.kvmops.virt.plugins.module_utils import _domain_xml as dm
+from ansible_collections.kvmops.virt.plugins.module_utils import _storage_ops
+from ansible_collections.kvmops.virt.plugins.module_utils._errors import VirtError
+
+from ansible_collections.kvmops.virt.tests.unit.plugins.module_utils.test_guest import POOL, conn, g, run, warnings  # noqa: F401  pylint: disable=unused-import
+
+BAD_XML = "<domain><devices><disk type='file' device='disk'><target dev='vdq' bus='nonsense'/></disk></devices></domain>"
+
+
+@pytest.fixture
+def uploads(monkeypatch):
+    """The test driver has no virStorageVolUpload: keep the uploaded bytes per volume name instead."""
+    seen = {}
+
+    def upload(client, vol, data):
+        seen[vol.name()] = data
+
+    monkeypatch.setattr(_storage_ops, "upload_bytes", upload)
+    return seen
+
+
+def _vols(conn):  # noqa: F811
+    return dict((v.name(), v.info()[1]) for v in conn.storagePoolLookupByName(POOL).listAllVolumes(0))
+
+
+def _meta(conn, name):  # noqa: F811
+    return dm.Domain.from_xml(conn.lookupByName(name).XMLDesc(0)).metadata()
+
+
+def test_preexisting_seed_volume_is_never_adopted(conn, capsys, uploads):  # noqa: F811
+    pool = conn.storagePoolLookupByName(POOL)
+    pool.createXML("<volume><name>ut-s-cidata.iso</name><capacity>4096</capacity></volume>", 0)
+    args = g(name="ut-s", disks=[dict(pool=POOL, volume="ut-s-root.qcow2", size="1MiB")], cloud_init=dict(user_data={"a": 1}))
+    for check in (True, False):
+        result, _out = run(capsys, args, check=check)
+        assert result["failed"] is True
+        assert result["msg"].startswith("cloud_init: volume 'ut-s-cidata.iso' already exists"), result["msg"]
+    assert _vols(conn)["ut-s-cidata.iso"] == 4096
+    assert "ut-s" not in [d.name() for d in conn.listAllDomains(0)]
+
+
+def test_rejected_update_keeps_the_old_seed(conn, capsys, uploads):  # noqa: F811
+    args = g(name="ut-s", disks=[dict(pool=POOL, volume="ut-s-root.qcow2", size="1MiB")], cloud_init=dict(user_data={"a": 1}))
+    result, _out = run(capsys, args)
+    assert not result.get("failed"), result.get("msg")
+    before_xml = conn.lookupByName("ut-s").XMLDesc(0)
+    before_vols = _vols(conn)
+    before_seed = uploads["ut-s-cidata.iso"]
+    result, _out = run(capsys, g(args, cloud_init=dict(user_data={"a": 2, "b": "longer user data"}), xml=BAD_XML))
+    assert result["failed"] is True
+    assert conn.lookupByName("ut-s").XMLDesc(0) == before_xml
+    assert _vols(conn) == before_vols
+    assert uploads["ut-s-cidata.iso"] == before_seed
+    # the same change without the rejected xml goes through, seed and all
+    result, _out = run(capsys, g(args, cloud_init=dict(user_data={"a": 2, "b": "longer user data"})))
+    assert not result.get("failed"), result.get("msg")
+    assert uploads["ut-s-cidata.iso"] != before_seed
+    assert _meta(conn, "ut-s").seed["digest"] != dm.Domain.from_xml(before_xml).metadata().seed["digest"]
+
+
+def test_detached_volume_leaves_the_record(conn, capsys):  # noqa: F811
+    disks = [dict(pool=POOL, volume="ut-d-root.qcow2", size="1MiB"), dict(pool=POOL, volume="ut-d-data.qcow2", size="1MiB")]
+    run(capsys, g(name="ut-d", disks=disks))
+    result, _out = run(capsys, g(name="ut-d", disks=disks[:1]))
+    assert not result.get("failed"), result.get("msg")
+    assert [v["name"] for v in _meta(conn, "ut-d").volumes] == ["ut-d-root.qcow2"]
+    result, _out = run(capsys, dict(name="ut-d", state="absent", remove_storage=True))
+    assert "ut-d-data.qcow2" in _vols(conn) and "ut-d-root.qcow2" not in _vols(conn)
+
+
+def test_record_is_never_taken_from_the_xml_option(conn, capsys):  # noqa: F811
+    pool = conn.storagePoolLookupByName(POOL)
+    pool.createXML("<volume><name>ut-x-other.raw</name><capacity>1048576</capacity></volume>", 0)
+    path = pool.storageVolLookupByName("ut-x-other.raw").path()
+    xml = ("<domain><metadata><kvmops:guest xmlns:kvmops='https://github.com/kvmops/kvmops.virt/guest/1'><kvmops:created-volumes>"
+           "<kvmops:volume pool='%s' name='ut-x-other.raw' path='%s'/></kvmops:created-volumes></kvmops:guest></metadata></domain>" % (POOL, path))
+    result, _out = run(capsys, g(name="ut-x", disks=[dict(pool=POOL, volume="ut-x-other.raw")], xml=xml))
+    assert not result.get("failed"), result.get("msg")
+    assert _meta(conn, "ut-x").volumes == []
+    assert any("xml" in w and "metadata" in w for w in warnings(result))
+    run(capsys, dict(name="ut-x", state="absent", remove_storage=True))
+    assert "ut-x-other.raw" in _vols(conn)
+
+
+def test_failed_definition_reports_left_behind(conn, capsys, monkeypatch):  # noqa: F811
+    def refuse(client, vol):
+        raise VirtError("deleting volume failed (injected)")
+
+    monkeypatch.setattr(_storage_ops, "delete_volume", refuse)
+    result, _out = run(capsys, g(name="ut-f", disks=[dict(pool=POOL, volume="ut-f.qcow2", size=1024)], xml=BAD_XML))
+    assert result["failed"] is True
+    assert result["left_behind"] == [{"pool": POOL, "volume": "ut-f.qcow2", "path": "/default-pool/ut-f.qcow2"}]
+    assert "could not be deleted" in result["msg"]
+    monkeypatch.undo()
+    conn.storagePoolLookupByName(POOL).storageVolLookupByName("ut-f.qcow2").delete(0)
