@@ -559,6 +559,7 @@ class DomainBuilder(DeviceBuilder):
                 meta.tags = spec.tags
         for pool, name, path in spec.created_volumes:
             meta.add_volume(pool, name, path)
+        self._drop_detached_volumes(meta)
         if spec.seed is not None:
             recorded = None if self.new else self.actual.metadata().seed
             rec_files = (recorded or {}).get("files") or {}
@@ -576,6 +577,20 @@ class DomainBuilder(DeviceBuilder):
         after_xml = None if meta.node is None else etree.tostring(meta.node)
         if before_xml != after_xml:
             meta.write(self.domain)
+
+    def _drop_detached_volumes(self, meta):
+        """A volume no disk of the guest uses any more (the user detached it)
+        is the user's again: ``remove_storage`` must not delete it."""
+        paths = set()
+        sources = set()
+        for disk in self.domain.disks:
+            paths.add(norm_path(disk.source_file or disk.source_dev))
+            if disk.source_pool and disk.source_volume:
+                sources.add((disk.source_pool, disk.source_volume))
+        for rec in meta.volumes:
+            if (rec["pool"], rec["name"]) in sources or (rec.get("path") and norm_path(rec["path"]) in paths):
+                continue
+            meta.remove_volume(rec["pool"], rec["name"])
 
 
 def _digest_label(digest):

@@ -522,6 +522,16 @@ class GuestMetadata:
         etree.SubElement(node, _q("volume"), pool=pool, name=name, path=path or "")
         return True
 
+    def remove_volume(self, pool, name):
+        node = self._child("created-volumes")
+        if node is None:
+            return
+        for vol in node.findall(_q("volume")):
+            if vol.get("pool") == pool and vol.get("name") == name:
+                node.remove(vol)
+        if len(node) == 0:
+            self.node.remove(node)
+
     def set_volume_path(self, pool, name, path):
         node = self._child("created-volumes")
         if node is None:

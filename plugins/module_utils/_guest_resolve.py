@@ -133,9 +133,24 @@ class GuestResolver:
                 raise InvalidArgument("xml", e.msg)
             if node.tag != "domain":
                 raise InvalidArgument("xml", "must be a <domain> element, got <%s>" % node.tag)
+            self._strip_collection_metadata(node)
             self.xml = node
         if p.get("wait_for_ip") and self.state != "running":
             raise InvalidArgument("wait_for_ip", "applies only with state: running, not '%s'" % self.state)
+
+    def _strip_collection_metadata(self, node):
+        """The record of created volumes and the seed is this collection's own
+        knowledge of what it made; ``xml`` (often another guest's dumpxml) never
+        provides it, or ``remove_storage`` would delete what that record names."""
+        metadata = node.find("./metadata")
+        if metadata is None:
+            return
+        found = metadata.findall("{%s}guest" % dm.NS)
+        for old in found:
+            metadata.remove(old)
+        if found:
+            self.warnings.append("xml: the kvmops guest metadata (created volumes, seed record) in the xml option was ignored; "
+                                 "the collection keeps that record itself")
 
     def _validate_boot(self):
         boot = self.params.get("boot") or {}
@@ -602,9 +617,15 @@ class GuestResolver:
         path = self.client.call("reading volume '%s'" % vol_name, vol.path) if vol is not None else os.path.join(model.path or "/", vol_name)
         seed = gs.SeedSpec(pool_name, vol_name, path, digest, per_file)
         recorded = self.actual.metadata().seed if self.actual is not None else None
+        ours = (recorded is not None and recorded.get("volume") == vol_name and recorded.get("pool") in (None, pool_name)
+                and dm.norm_path(recorded.get("path")) == seed.path)
+        if vol is not None and not ours:
+            # never deleted, rebuilt or adopted: remove_storage would delete it later
+            raise InvalidArgument("cloud_init", "volume '%s' already exists in storage pool '%s' (%s) and this collection did not "
+                                  "create it as the seed of guest '%s'; it is never deleted, rebuilt or adopted: remove or rename "
+                                  "it yourself (storage_volume state: absent, if it is a leftover of a failed run), or put the "
+                                  "seed in another pool with cloud_init.pool" % (vol_name, pool_name, seed.path, self.name))
         rebuild = vol is None or recorded is None or recorded.get("digest") != digest or dm.norm_path(recorded.get("path")) != seed.path
-        if vol is not None and (recorded is None or dm.norm_path(recorded.get("path")) != seed.path):
-            self._check_not_used_elsewhere(seed.path, option, "the seed volume '%s'" % vol_name)
         self.seed_plan = dict(pool=pool, pool_name=pool_name, name=vol_name, vol=vol, files=files, path=seed.path,
                               rebuild=rebuild, missing=vol is None and recorded is not None and recorded.get("digest") == digest)
         spec.seed = seed
