@@ -405,9 +405,13 @@ class GuestManager(Manager):
             if users:
                 self.warnings.append("%s: kept, it is used by another guest: %s" % (key, ", ".join(sorted(users))))
                 continue
-            backed = self.resolver.volumes_backed_by(path)
+            backed, doubts = self.resolver.volumes_backed_by(path)
             if backed:
                 self.warnings.append("%s: kept, it is the backing file of %s" % (key, ", ".join(sorted(backed))))
+                continue
+            if doubts:
+                self.warnings.append("%s: kept, it may be the backing file of an overlay that could not be checked (%s)"
+                                     % (key, "; ".join(doubts)))
                 continue
             self.diff.add(key, path, None)
             self.act("delete volume '%s' from storage pool '%s'" % (rec["name"], rec["pool"]),

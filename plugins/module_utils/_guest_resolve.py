@@ -24,8 +24,9 @@ from ansible_collections.kvmops.virt.plugins.module_utils._caps_xml import domai
 from ansible_collections.kvmops.virt.plugins.module_utils._client import flag, is_local_uri
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_devices import interfaces_needing_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument, VirtError
+from ansible_collections.kvmops.virt.plugins.module_utils._guest_others import OtherGuests
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size, parse_memory_mib, parse_size
-from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import FILE_POOL_TYPES, PoolXML, VolumeXML, volume_xml
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import FILE_POOL_TYPES, PoolXML, volume_xml
 from ansible_collections.kvmops.virt.plugins.module_utils._validate import check_name, is_hostname_label, normalize_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import parse_xml
 
@@ -66,7 +67,7 @@ class CreatedVolume:
         self.vol = None
 
 
-class GuestResolver:
+class GuestResolver(OtherGuests):
     """Validates ``kvm_guest``'s parameters and resolves them into a :class:`GuestSpec`."""
 
     def __init__(self, client, params, warnings):
@@ -629,68 +630,6 @@ class GuestResolver:
         self.seed_plan = dict(pool=pool, pool_name=pool_name, name=vol_name, vol=vol, files=files, path=seed.path,
                               rebuild=rebuild, missing=vol is None and recorded is not None and recorded.get("digest") == digest)
         spec.seed = seed
-
-    # -- other guests -------------------------------------------------------------
-
-    def _guests(self, exclude=None):
-        """``(name, Domain)`` of every guest of the host but ``exclude`` (unreadable ones are skipped)."""
-        for name, xml in self.client.domain_xmls(exclude=exclude):
-            try:
-                yield name, dm.Domain.from_xml(xml)
-            except Exception:  # pylint: disable=broad-except
-                continue
-
-    def other_domains_using(self, path):
-        """The other guests with a disk on ``path``."""
-        users = []
-        for name, model in self._guests(exclude=self.name):
-            for disk in model.disks:
-                paths = [disk.path(self.resolve_volume_path)]
-                paths += [dm.norm_path(n.get("file") or n.get("dev")) for n in disk.node.iter("source")]
-                if path in paths:
-                    users.append(name)
-                    break
-        return users
-
-    def _check_not_used_elsewhere(self, path, option, what):
-        users = self.other_domains_using(path)
-        if users:
-            raise InvalidArgument(option, "%s (%s) is used by another guest: %s" % (what, path, ", ".join(sorted(users))))
-
-    def check_mac_conflicts(self, spec):
-        """A warning for each user-given MAC another guest has too."""
-        if spec.interfaces is None:
-            return
-        wanted = [(n.index, n.mac) for n in spec.interfaces if n.mac]
-        if not wanted:
-            return
-        others = {}
-        for name, model in self._guests(exclude=self.name):
-            for nic in model.interfaces:
-                if nic.mac:
-                    others[nic.normalized_mac()] = name
-        for index, mac in wanted:
-            if mac in others:
-                self.warnings.append("interfaces[%d].mac: %s is also used by guest '%s'" % (index, mac, others[mac]))
-
-    def volumes_backed_by(self, path):
-        """The volumes of the host's active pools whose backing file is ``path``."""
-        found = []
-        for pool in self.client.list_pools():
-            if not pool.isActive():
-                continue
-            try:
-                vols = pool.listAllVolumes(0)
-            except Exception:  # pylint: disable=broad-except
-                continue
-            for vol in vols:
-                try:
-                    model = VolumeXML.from_xml(vol.XMLDesc(0))
-                except Exception:  # pylint: disable=broad-except
-                    continue
-                if model.backing_path and dm.norm_path(model.backing_path) == path:
-                    found.append(model.path or vol.name())
-        return found
 
 
 def unique(items):

@@ -103,3 +103,48 @@ def test_failed_definition_reports_left_behind(conn, capsys, monkeypatch):  # no
     assert "could not be deleted" in result["msg"]
     monkeypatch.undo()
     conn.storagePoolLookupByName(POOL).storageVolLookupByName("ut-f.qcow2").delete(0)
+
+
+def test_in_use_guard_reads_the_persistent_definition_of_a_running_guest(conn, capsys):  # noqa: F811
+    run(capsys, g(name="ut-p", disks=[dict(pool=POOL, volume="ut-p-root.qcow2", size="1MiB")]))
+    run(capsys, g(name="ut-q", state="running"))
+    # ut-q runs without the disk; its persistent definition (next boot) has it
+    path = conn.storagePoolLookupByName(POOL).storageVolLookupByName("ut-p-root.qcow2").path()
+    xml = conn.lookupByName("ut-q").XMLDesc(2)  # VIR_DOMAIN_XML_INACTIVE
+    xml = xml.replace("</devices>", "<disk type='file' device='disk'><source file='%s'/><target dev='vdz' bus='virtio'/></disk></devices>" % path)
+    conn.defineXML(xml)
+    assert "vdz" not in conn.lookupByName("ut-q").XMLDesc(0)
+    result, _out = run(capsys, dict(name="ut-p", state="absent", remove_storage=True))
+    assert not result.get("failed"), result.get("msg")
+    assert "ut-p-root.qcow2" in _vols(conn)
+    assert any("used by another guest: ut-q" in w for w in warnings(result))
+
+
+def test_same_file_compares_device_and_inode(tmp_path):
+    real = tmp_path / "disk.qcow2"
+    real.write_bytes(b"x")
+    link = tmp_path / "link.qcow2"
+    link.symlink_to(real)
+    hard = tmp_path / "hard.qcow2"
+    hard.hardlink_to(real)
+    other = tmp_path / "other.qcow2"
+    other.write_bytes(b"x")
+    assert _storage_ops.same_file(str(real), str(link), local=True)
+    assert _storage_ops.same_file(str(hard), str(link), local=True)
+    assert not _storage_ops.same_file(str(real), str(other), local=True)
+    assert not _storage_ops.same_file(str(real), str(link), local=False)  # a remote host's paths: strings only
+
+
+def test_qcow2_backing_file_is_read_from_the_header(tmp_path):
+    name = b"/srv/base.qcow2"
+    header = bytearray(512)
+    header[0:4] = b"QFI\xfb"
+    header[4:8] = (3).to_bytes(4, "big")
+    header[8:16] = (200).to_bytes(8, "big")
+    header[16:20] = len(name).to_bytes(4, "big")
+    header[200:200 + len(name)] = name
+    (tmp_path / "ov.qcow2").write_bytes(bytes(header))
+    (tmp_path / "raw.img").write_bytes(b"\0" * 512)
+    assert _storage_ops.qcow2_backing_file(str(tmp_path / "ov.qcow2")) == "/srv/base.qcow2"
+    assert _storage_ops.qcow2_backing_file(str(tmp_path / "raw.img")) is None
+    assert _storage_ops.qcow2_backing_file(str(tmp_path / "missing")) is None
