@@ -353,3 +353,31 @@ def qcow2_backing_file(path):
     if not text.startswith("/") and "://" not in text:
         text = os.path.join(os.path.dirname(path), text)
     return text
+
+
+def guests_using(client, pool_name, paths):
+    """``{guest: [volume paths]}``: the guests whose live or persistent
+    definition has a disk on one of ``paths`` (compared as files) or names a
+    volume of pool ``pool_name``."""
+    local = is_local_uri(client.uri)
+    found = {}
+    listings = [(0, flag("VIR_DOMAIN_XML_INACTIVE", 2)), (flag("VIR_CONNECT_LIST_DOMAINS_ACTIVE", 1), 0)]
+    for list_flags, xml_flags in listings:
+        for name, xml in client.domain_xmls(flags=list_flags, xml_flags=xml_flags):
+            try:
+                root = parse_xml(xml, what="guest XML")
+            except VirtError:
+                continue
+            for source in root.iter("source"):
+                parent = source.getparent()
+                if parent is None or parent.tag not in ("disk", "backingStore"):
+                    continue
+                hit = None
+                if source.get("pool") == pool_name and source.get("volume"):
+                    hit = source.get("volume")
+                else:
+                    other = source.get("file") or source.get("dev")
+                    hit = next((p for p in paths if same_file(p, other, local)), None)
+                if hit and hit not in found.setdefault(name, []):
+                    found[name].append(hit)
+    return dict((name, hits) for name, hits in found.items() if hits)
