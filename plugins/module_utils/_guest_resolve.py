@@ -32,6 +32,8 @@ from ansible_collections.kvmops.virt.plugins.module_utils._xml import parse_xml
 
 DISK_FORMATS = ("raw", "qcow2", "qed", "vmdk", "vdi", "vpc", "vhdx", "bochs", "cloop", "dmg", "iso")
 SEED_SUFFIX = "-cidata.iso"
+# libvirt's own directory of guest logs: a file there is a log, whoever made it
+CONSOLE_LOG_DIR = "/var/log/libvirt/qemu"
 
 # graphics.listen: an IPv4/IPv6 address or a host name (what libvirt's schema accepts).
 _LISTEN_RE = re.compile(r"^(?:[0-9A-Fa-f:.]+|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))$")
@@ -349,6 +351,7 @@ class GuestResolver(OtherGuests):
             g = p["graphics"]
             spec.graphics = gs.GraphicsSpec(g["type"], g.get("listen"), g.get("password"))
         spec.console_log = dm.norm_path(p.get("console_log"))
+        self._check_console_log(spec.console_log)
         if p.get("tags") is not None:
             spec.tags = unique(p["tags"])
         spec.xml = self.xml
@@ -368,6 +371,27 @@ class GuestResolver(OtherGuests):
             # generated here, not by the builder: the spec stays plain data
             spec.new_macs = self._new_macs(interfaces_needing_mac(self.actual, spec.interfaces))
         return spec
+
+    def _check_console_log(self, path):
+        """The guest's start truncates its console log: an existing file is
+        taken only when it is already this guest's log, empty, or in libvirt's
+        own log directory. Checked on the hypervisor's host only (a remote
+        host's files cannot be seen from here)."""
+        if path is None or not is_local_uri(self.client.uri) or not os.path.lexists(path):
+            return
+        if self.actual is not None:
+            for dev in list(self.actual.serials) + list(self.actual.consoles):
+                if dev.type == "file" and dm.norm_path(dev.source_path) == path:
+                    return
+        why = None
+        if os.path.islink(path) or not os.path.isfile(path):
+            why = "it is not a regular file"
+        elif os.path.getsize(path) > 0 and not path.startswith(CONSOLE_LOG_DIR + "/"):
+            why = "it holds %d bytes" % os.path.getsize(path)
+        if why:
+            raise InvalidArgument("console_log", "%s exists and is not a console log of guest '%s' (%s); starting the guest would "
+                                  "truncate it: choose a new path, remove the file, or use a path under %s"
+                                  % (path, self.name, why, CONSOLE_LOG_DIR))
 
     def _effective_machine_family(self, spec):
         machine = spec.machine or (self.actual.machine if self.actual is not None else None)

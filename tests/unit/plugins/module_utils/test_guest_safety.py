@@ -148,3 +148,26 @@ def test_qcow2_backing_file_is_read_from_the_header(tmp_path):
     assert _storage_ops.qcow2_backing_file(str(tmp_path / "ov.qcow2")) == "/srv/base.qcow2"
     assert _storage_ops.qcow2_backing_file(str(tmp_path / "raw.img")) is None
     assert _storage_ops.qcow2_backing_file(str(tmp_path / "missing")) is None
+
+
+def test_console_log_never_takes_over_a_file_it_did_not_make(conn, capsys, tmp_path):  # noqa: F811
+    precious = tmp_path / "notes.txt"
+    precious.write_text("the user's data\n")
+    for check in (True, False):
+        result, _out = run(capsys, g(name="ut-c", console_log=str(precious)), check=check)
+        assert result.get("failed") is True, result
+        assert result["msg"].startswith("console_log: %s exists and is not a console log" % precious), result["msg"]
+    assert precious.read_text() == "the user's data\n"
+    assert "ut-c" not in [d.name() for d in conn.listAllDomains(0)]
+    # a new path, then the same path again (the guest's own log by now), is accepted
+    log = tmp_path / "ut-c.log"
+    result, _out = run(capsys, g(name="ut-c", console_log=str(log)))
+    assert not result.get("failed"), result.get("msg")
+    log.write_text("boot messages\n")
+    result, _out = run(capsys, g(name="ut-c", console_log=str(log)))
+    assert not result.get("failed"), result.get("msg")
+    # an empty file is nobody's data
+    empty = tmp_path / "empty.log"
+    empty.write_text("")
+    result, _out = run(capsys, g(name="ut-c", console_log=str(empty)))
+    assert not result.get("failed"), result.get("msg")
