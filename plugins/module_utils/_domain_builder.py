@@ -566,9 +566,10 @@ class DomainBuilder(DeviceBuilder):
             if recorded is None or recorded.get("digest") != spec.seed.digest:
                 for fname, option in (("user-data", "user_data"), ("meta-data", "meta_data"), ("network-config", "network_config")):
                     before = rec_files.get(fname)
-                    after = spec.seed.files.get(fname)
+                    after = (spec.seed.compare or spec.seed.files).get(fname)
                     if before != after:
-                        self.change("cloud_init." + option, _digest_label(before), _digest_label(after), SEED,
+                        label = spec.seed.labels.get(fname, after) if after is not None else None
+                        self.change("cloud_init." + option, _digest_label(before), _digest_label(label), SEED,
                                     secret=(option == "user_data"))
                 if recorded is not None and not any(c.path.startswith("cloud_init.") and c.kind == SEED for c in self.changes):
                     self.change("cloud_init.digest", _digest_label(recorded.get("digest")), _digest_label(spec.seed.digest), SEED)

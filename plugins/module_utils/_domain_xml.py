@@ -547,7 +547,8 @@ class GuestMetadata:
         if node is None:
             return None
         files = dict((f.get("name"), f.get("digest")) for f in node.findall(_q("file")))
-        return dict(digest=node.get("digest"), pool=node.get("pool"), volume=node.get("volume"), path=node.get("path"), files=files)
+        return dict(digest=node.get("digest"), pool=node.get("pool"), volume=node.get("volume"), path=node.get("path"), files=files,
+                    salt=node.get("salt"))
 
     @seed.setter
     def seed(self, seed):
@@ -556,7 +557,7 @@ class GuestMetadata:
             self.node.remove(node)
         if seed:
             node = self._child("seed", create=True)
-            for key in ("digest", "pool", "volume", "path"):
+            for key in ("digest", "salt", "pool", "volume", "path"):
                 if seed.get(key):
                     node.set(key, seed[key])
             for name in sorted(seed.get("files") or {}):

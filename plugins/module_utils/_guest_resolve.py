@@ -14,6 +14,7 @@ looked up here, before the build. It changes nothing on the host; the manager
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -372,6 +373,31 @@ class GuestResolver(OtherGuests):
             spec.new_macs = self._new_macs(interfaces_needing_mac(self.actual, spec.interfaces))
         return spec
 
+    def _seed_digests(self, files):
+        """``(digest, {file: digest}, salt)`` of the seed files.
+
+        The salt is the guest's own (random, kept in its metadata). A seed
+        recorded before per-guest salts is read with the old fixed salt: when
+        its content is unchanged it stays as it is (no change reported); a
+        changed seed gets a new salt."""
+        ci = _cloudinit()
+
+        def digests(salt):
+            return ci.seed_digest(files, salt), dict((n, ci.seed_digest({n: c}, salt)) for n, c in files.items())
+
+        recorded = self.actual.metadata().seed if self.actual is not None else None
+        compare = None
+        if recorded is not None:
+            salt = recorded.get("salt")
+            digest, per_file = digests(salt)
+            if salt or digest == recorded.get("digest"):
+                return digest, per_file, salt, None
+            # a legacy record whose content changed: compare per file with the old salt, record with a new one
+            compare = per_file
+        salt = ci.new_salt()
+        digest, per_file = digests(salt)
+        return digest, per_file, salt, compare
+
     def _check_console_log(self, path):
         """The guest's start truncates its console log: an existing file is
         taken only when it is already this guest's log, empty, or in libvirt's
@@ -617,8 +643,7 @@ class GuestResolver(OtherGuests):
                 msg = "cloud_init." + msg
                 option = "cloud_init." + option
             raise InvalidArgument(option, msg.split(": ", 1)[1] if ": " in msg else msg)
-        digest = _cloudinit().seed_digest(files)
-        per_file = dict((name, _cloudinit().seed_digest({name: content})) for name, content in files.items())
+        digest, per_file, salt, compare = self._seed_digests(files)
         pool_name = ci.get("pool")
         option = "cloud_init.pool"
         if pool_name is None and self.actual is not None:
@@ -640,7 +665,11 @@ class GuestResolver(OtherGuests):
         if model.type not in FILE_POOL_TYPES:
             raise InvalidArgument(option, "the seed ISO needs a pool of files (dir, fs, netfs); '%s' is a '%s' pool" % (pool_name, model.type))
         path = self.client.call("reading volume '%s'" % vol_name, vol.path) if vol is not None else os.path.join(model.path or "/", vol_name)
-        seed = gs.SeedSpec(pool_name, vol_name, path, digest, per_file)
+        seed = gs.SeedSpec(pool_name, vol_name, path, digest, per_file, salt)
+        seed.compare = compare
+        # a new salt is random: diffs show a plain SHA-256 of the (non-secret) files instead,
+        # so that check mode and the real run print the same; user-data is masked anyway
+        seed.labels = dict((n, hashlib.sha256(c).hexdigest() if n != "user-data" else "secret") for n, c in files.items())
         recorded = self.actual.metadata().seed if self.actual is not None else None
         ours = (recorded is not None and recorded.get("volume") == vol_name and recorded.get("pool") in (None, pool_name)
                 and dm.norm_path(recorded.get("path")) == seed.path)

@@ -171,3 +171,55 @@ def test_console_log_never_takes_over_a_file_it_did_not_make(conn, capsys, tmp_p
     empty.write_text("")
     result, _out = run(capsys, g(name="ut-c", console_log=str(empty)))
     assert not result.get("failed"), result.get("msg")
+
+
+def test_user_data_digest_has_a_per_guest_salt(conn, capsys, uploads):  # noqa: F811
+    user_data = {"password": "same-for-both"}
+    for name in ("ut-h1", "ut-h2"):
+        r, _o = run(capsys, g(name=name, disks=[dict(pool=POOL, volume=name + "-root.qcow2", size="1MiB")], cloud_init=dict(user_data=user_data)))
+        assert not r.get("failed"), r.get("msg")
+    seeds = [_meta(conn, name).seed for name in ("ut-h1", "ut-h2")]
+    assert all(s.get("salt") and len(s["salt"]) == 32 for s in seeds)
+    assert seeds[0]["salt"] != seeds[1]["salt"]
+    assert seeds[0]["files"]["user-data"] != seeds[1]["files"]["user-data"]
+    # unchanged content: no change, the salt stays
+    args = g(name="ut-h1", disks=[dict(pool=POOL, volume="ut-h1-root.qcow2", size="1MiB")], cloud_init=dict(user_data=user_data))
+    check, _o = run(capsys, args, check=True)
+    assert check["changed"] is False, check["diff"]
+    assert _meta(conn, "ut-h1").seed["salt"] == seeds[0]["salt"]
+
+
+def test_a_seed_recorded_without_salt_reports_no_spurious_change(conn, capsys, uploads):  # noqa: F811
+    from ansible_collections.kvmops.virt.plugins.module_utils import _cloudinit as ci
+    args = g(name="ut-o", disks=[dict(pool=POOL, volume="ut-o-root.qcow2", size="1MiB")], cloud_init=dict(user_data={"a": 1}))
+    run(capsys, args)
+    # rewrite the record as a release before the salt wrote it: fixed-salt digests, no salt attribute
+    dom = dm.Domain.from_xml(conn.lookupByName("ut-o").XMLDesc(2))
+    meta = dom.metadata()
+    seed = meta.seed
+    files = ci.render_seed(user_data={"a": 1}, hostname="ut-o")
+    seed["digest"] = ci.seed_digest(files)
+    seed["files"] = dict((n, ci.seed_digest({n: c})) for n, c in files.items())
+    seed.pop("salt", None)
+    meta.seed = seed
+    meta.write(dom)
+    conn.defineXML(dom.to_xml())
+    assert "salt" not in conn.lookupByName("ut-o").XMLDesc(2)
+    check, _o = run(capsys, args, check=True)
+    assert check["changed"] is False, check["diff"]
+    changed, _o = run(capsys, g(args, cloud_init=dict(user_data={"a": 2})))
+    assert changed["changed"] is True
+    # the user data changed (and with it the instance-id in meta-data), nothing else
+    assert sorted(changed["diff"]["after"]) == ["cloud_init.meta_data", "cloud_init.user_data"], changed["diff"]
+    assert _meta(conn, "ut-o").seed.get("salt")
+
+
+def test_a_new_salted_seed_shows_the_same_diff_in_check_mode(conn, capsys, uploads):  # noqa: F811
+    args = g(name="ut-h3", disks=[dict(pool=POOL, volume="ut-h3-root.qcow2", size="1MiB")],
+             cloud_init=dict(user_data={"a": 1}, meta_data={"x": "y"}))
+    check, _o = run(capsys, args, check=True)
+    real, _o = run(capsys, args)
+    assert check["diff"] == real["diff"]
+    again, _o = run(capsys, g(args, cloud_init=dict(user_data={"a": 1}, meta_data={"x": "z"})), check=True)
+    real, _o = run(capsys, g(args, cloud_init=dict(user_data={"a": 1}, meta_data={"x": "z"})))
+    assert again["diff"] == real["diff"] and "cloud_init.meta_data" in real["diff"]["after"]
