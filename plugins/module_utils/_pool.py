@@ -344,7 +344,8 @@ class PoolManager(Manager):
                 self.warnings.append(
                     "storage pool '%s' is removed; its %d volume(s) stay on %s (delete_storage never empties the device or export "
                     "of an fs/netfs pool; it removes the mount point %s only when it is empty)"
-                    % (self.name, len(volumes), _describe(storage.source_device or storage.source_dir), storage.path))
+                    % (self.name, len(volumes), _describe(storage.source_device) if ptype == "fs" else
+                       "%s:%s" % (storage.source_host, storage.source_dir), storage.path))
         self.diff.add("state", "active" if self.was_active else "inactive", "absent")
         if delete_storage and volumes and not kept_volumes:
             self.diff.add("volumes", volumes, [])
