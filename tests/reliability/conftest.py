@@ -219,7 +219,17 @@ def snapshot(uri=URI):
             _gone_ok(_network_entry, state["networks"], net)
         for pool in conn.listAllStoragePools():
             _gone_ok(_pool_entry, state, pool)
-        state["bridges"] = host_bridges()
+        owners = {}
+        for net in conn.listAllNetworks():
+            try:
+                match = re.search(r"<bridge name='([^']+)'", net.XMLDesc(0))
+                if match:
+                    owners[match.group(1)] = net.name()
+            except libvirt.libvirtError:
+                continue
+        # a bridge libvirt made for a network is named after that network, so that
+        # another test run's network bridges are left out like its networks
+        state["bridges"] = dict(("%s/%s" % (owners[b], b) if b in owners else b, kind) for b, kind in host_bridges().items())
         dirs = set(WATCHED_DIRS)
         for entry in state["pools"].values():
             match = re.search(r"<target>\s*<path>([^<]+)</path>", entry["xml"])
