@@ -79,7 +79,10 @@ def test_a_huge_virtual_size_gives_a_thin_overlay_or_a_clear_refusal(images, pre
     assert not run.has_traceback, run.log
     if run.rc == 0:
         path = run.result["volume"]["path"]
-        assert os.stat(path).st_blocks * 512 < 16 * MIB, "the overlay is not thin"
+        # qcow2 keeps an L1 table for the whole virtual size: about 16 MiB for 1 PiB, never the size itself
+        allocated = os.stat(path).st_blocks * 512
+        print("overlay on a 1 PiB base: %d bytes allocated" % allocated)
+        assert allocated < 64 * MIB, "the overlay is not thin"
         assert run.result["volume"]["capacity"] == 1024 ** 5
     else:
         assert run.result.get("msg"), run.output

@@ -17,9 +17,25 @@ import tempfile
 import pytest
 
 import relhelpers as rh
-from conftest import ansible_module
+from conftest import ansible_module, ansible_playbook
 
 MIB = 1024 * 1024
+
+SEED_PLAYBOOK = """---
+- name: A seed that does not fit
+  hosts: localhost
+  gather_facts: false
+  tasks:
+    - name: The guest with 12 MiB of user data
+      kvmops.virt.kvm_guest:
+        name: "{{ g }}"
+        state: present
+        virt_type: qemu
+        memory: 64
+        disks: [{pool: "{{ pool }}", volume: "{{ g }}.qcow2", size: 1MiB}]
+        cloud_init:
+          user_data: "{{ '#cloud-config' + '\\n' + 'bootcmd: [' + ('echo ' + 'x' * 1000 + ', ') * 12000 + 'true]' }}"
+"""
 
 
 def _sh(*argv):
@@ -85,11 +101,8 @@ def test_disk_full_during_volume_creation_upload_and_seed(small_pool, prefix, re
     _clean_failure(run, "an upload")
     left = [entry["volume"] for entry in run.result.get("left_behind") or []]
     assert set(_pool_files(pdir)) - set(left) == {"user.img"}, (_pool_files(pdir), run.result.get("msg"))
-    # 3. a seed build that cannot fit: user data of 12 MiB
-    big = "#cloud-config\nwrite_files:\n  - path: /big\n    content: " + "x" * (12 * MIB) + "\n"
-    run = ansible_module("kvm_guest", {"name": prefix + "g", "state": "present", "virt_type": "qemu", "memory": 64,
-                                       "disks": [{"pool": pool, "volume": prefix + "g.qcow2", "size": "1MiB"}],
-                                       "cloud_init": {"user_data": big}}, label="diskfull-seed")
+    # 3. a seed build that cannot fit: user data of 12 MiB (made inside the play: too long for a command line)
+    run = ansible_playbook(SEED_PLAYBOOK, {"g": prefix + "g", "pool": pool}, label="diskfull-seed")
     report.add("faults_injected")
     _clean_failure(run, "a seed build")
     left = [entry["volume"] for entry in run.result.get("left_behind") or []]
