@@ -3,7 +3,7 @@
 # shellcheck disable=SC2317
 # Set everything up and run the kvmops.virt test suite.
 #   scripts/test.sh                 all stages
-#   scripts/test.sh STAGE [ARGS]    one stage: changelog lint sanity units module_runs integration reliability molecule docs dist
+#   scripts/test.sh STAGE [ARGS]    one stage: changelog lint harness sanity units module_runs integration reliability molecule docs dist
 # Integration stages use the live qemu:///system daemon on this machine.
 set -uo pipefail
 
@@ -45,22 +45,34 @@ sync_ansible_test_copy() {
 declare -A STAGE_RESULT=()
 TOTAL_PASSED=0
 TOTAL_FAILED=0
-record() {  # record STAGE PASSED FAILED
-  STAGE_RESULT[$1]="$2 passed, $3 failed"
-  TOTAL_PASSED=$((TOTAL_PASSED + $2))
-  TOTAL_FAILED=$((TOTAL_FAILED + $3))
+TOTAL_SKIPPED=0
+# record STAGE PASSED FAILED [SKIPPED]: the counts are tests (pytest items,
+# integration tasks, sanity tests), never 1 per stage. A stage that ran no
+# test at all is a failure: a filter that matches nothing, a missing script.
+record() {
+  local passed="$2" failed="$3" skipped="${4:-0}"
+  if [ "$passed" -eq 0 ] && [ "$failed" -eq 0 ]; then
+    echo "stage $1 ran no test: counted as a failure"
+    failed=1
+  fi
+  STAGE_RESULT[$1]="$passed passed, $failed failed, $skipped skipped"
+  TOTAL_PASSED=$((TOTAL_PASSED + passed))
+  TOTAL_FAILED=$((TOTAL_FAILED + failed))
+  TOTAL_SKIPPED=$((TOTAL_SKIPPED + skipped))
 }
 # Counts from a pytest-style summary line ("3 failed, 12 passed, 1 skipped in 2.0s").
-pytest_counts() {  # pytest_counts LOG -> "passed failed", summed over every pytest summary line
-  local p=0 f=0 line n
+pytest_counts() {  # pytest_counts LOG -> "passed failed skipped", summed over every pytest summary line
+  local p=0 f=0 s=0 line n
   while IFS= read -r line; do
     n="$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+' || true)"; p=$((p + ${n:-0}))
     n="$(grep -oE '[0-9]+ failed' <<<"$line" | grep -oE '[0-9]+' || true)"; f=$((f + ${n:-0}))
     n="$(grep -oE '[0-9]+ errors?' <<<"$line" | grep -oE '[0-9]+' || true)"; f=$((f + ${n:-0}))
-  done < <(grep -E '^=+ .*[0-9]+ (passed|failed|errors?).* in [0-9.]+s' "$1")
-  echo "$p $f"
+    n="$(grep -oE '[0-9]+ skipped' <<<"$line" | grep -oE '[0-9]+' || true)"; s=$((s + ${n:-0}))
+  done < <(grep -E '^=*( .*)?[0-9]+ (passed|failed|errors?|skipped|deselected).* in [0-9.]+s' "$1")
+  echo "$p $f $s"
 }
-LOGDIR="$REPO/tests/output/logs"
+# Logs go to tests/output/logs (KVMOPS_LOG_DIR: elsewhere, e.g. for the harness's own tests).
+LOGDIR="${KVMOPS_LOG_DIR:-$REPO/tests/output/logs}"
 mkdir -p "$LOGDIR"
 
 stage_changelog() {
@@ -88,9 +100,9 @@ stage_units() {
   local log="$LOGDIR/units.log"
   (cd "$ATC" && "$UNITS_VENV/ansible-test" units --python 3.13 "$@") 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
-  read -r p f < <(pytest_counts "$log")
+  read -r p f s < <(pytest_counts "$log")
   [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-  record units "$p" "$f"
+  record units "$p" "$f" "$s"
 }
 
 stage_integration() {
@@ -105,11 +117,26 @@ YAML
   local log="$LOGDIR/integration.log"
   # -vvv --diff reach every target's ansible-playbook: the reliability stage's
   # secret scan reads this log for the secrets the targets plant.
-  (cd "$ATC" && "$VENV/ansible-test" integration --allow-destructive --python 3.13 -vvv --diff "$@") 2>&1 | tee "$log"
+  # --continue-on-error: a failed target does not stop the others; each is reported.
+  (cd "$ATC" && "$VENV/ansible-test" integration --allow-destructive --continue-on-error --python 3.13 -vvv --diff "$@") 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
-  local run
-  run="$(grep -cE '^Running [a-z0-9_]+ integration test (role|script)' "$log")"
-  if [ "$rc" -eq 0 ]; then record integration "$run" 0; else record integration "$((run > 0 ? run - 1 : 0))" 1; fi
+  # The tests of a target are its tasks (ok/failed/skipped of each PLAY RECAP).
+  local counts p f s
+  counts="$("$VENV/python" scripts/count_integration.py "$log")"
+  grep '^target ' <<<"$counts"
+  read -r p f s < <(tail -n 1 <<<"$counts")
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  record integration "$p" "$f" "$s"
+}
+
+stage_harness() {
+  # The test harness itself tells the truth: it counts tests, fails on a misspelt stage or one that runs nothing.
+  local log="$LOGDIR/harness.log"
+  "$VENV/pytest" -p no:cacheprovider -c tests/harness/pytest.ini tests/harness "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]}
+  read -r p f s < <(pytest_counts "$log")
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  record harness "$p" "$f" "$s"
 }
 
 stage_module_runs() {
@@ -117,9 +144,9 @@ stage_module_runs() {
   local log="$LOGDIR/module_runs.log"
   "$VENV/pytest" -p no:cacheprovider -c tests/module_runs/pytest.ini tests/module_runs "$@" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
-  read -r p f < <(pytest_counts "$log")
+  read -r p f s < <(pytest_counts "$log")
   [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-  record module_runs "$p" "$f"
+  record module_runs "$p" "$f" "$s"
 }
 
 stage_reliability() {
@@ -127,13 +154,13 @@ stage_reliability() {
   local log="$LOGDIR/reliability.log"
   "$VENV/pytest" -p no:cacheprovider -c tests/reliability/pytest.ini tests/reliability "$@" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
-  read -r p f < <(pytest_counts "$log")
+  read -r p f s < <(pytest_counts "$log")
   [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
-  record reliability "$p" "$f"
+  record reliability "$p" "$f" "$s"
 }
 
 stage_molecule() {
-  [ -d extensions/molecule ] || { record molecule 0 0; return; }
+  [ -d extensions/molecule ] || { echo "extensions/molecule is missing"; record molecule 0 1; return; }
   local passed=0 failed=0 scenario scenario_dir
   for scenario_dir in extensions/molecule/*/; do
     scenario="$(basename "$scenario_dir")"
@@ -144,18 +171,20 @@ stage_molecule() {
 }
 
 stage_docs() {
-  # The docs say what the code does (every error message has its troubleshooting row), and the site builds.
+  # The docs and the roles' metadata say what the code does (every error message has its
+  # troubleshooting row, secret role options are no_log), and the site builds.
+  [ -x scripts/build-docs.sh ] || { echo "scripts/build-docs.sh is missing"; record docs 0 1; return; }
   local log="$LOGDIR/docs.log"
   "$VENV/pytest" -p no:cacheprovider -c tests/docs/pytest.ini tests/docs "$@" 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]}
-  read -r p f < <(pytest_counts "$log")
+  read -r p f s < <(pytest_counts "$log")
   [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
   if bash scripts/build-docs.sh; then p=$((p + 1)); else f=$((f + 1)); fi
-  record docs "$p" "$f"
+  record docs "$p" "$f" "$s"
 }
 
 stage_dist() {
-  [ -x scripts/dist.sh ] || { record dist 0 0; return; }
+  [ -x scripts/dist.sh ] || { echo "scripts/dist.sh is missing"; record dist 0 1; return; }
   local log="$LOGDIR/dist.log"
   bash scripts/dist.sh 2>&1 | tee "$log"
   local rc=${PIPESTATUS[0]} p f
@@ -166,10 +195,15 @@ stage_dist() {
 }
 
 main() {
-  ALL_STAGES=(changelog lint sanity units module_runs integration reliability molecule docs dist)
+  ALL_STAGES=(changelog lint harness sanity units module_runs integration reliability molecule docs dist)
   if [ $# -gt 0 ]; then
     stage="$1"; shift
-    "stage_$stage" "$@"
+    if declare -F "stage_$stage" >/dev/null; then
+      "stage_$stage" "$@"
+    else
+      echo "unknown stage '$stage' (stages: ${ALL_STAGES[*]})"
+      record "$stage" 0 1
+    fi
   else
     for stage in "${ALL_STAGES[@]}"; do
       echo "######## stage: $stage"
@@ -180,7 +214,11 @@ main() {
   echo
   echo "######## summary"
   for stage in "${!STAGE_RESULT[@]}"; do printf '%-14s %s\n' "$stage" "${STAGE_RESULT[$stage]}"; done | sort
-  echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+  if [ "$TOTAL_SKIPPED" -gt 0 ]; then
+    echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed, $TOTAL_SKIPPED skipped"
+  else
+    echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+  fi
   [ "$TOTAL_FAILED" -eq 0 ]
 }
 

@@ -328,7 +328,12 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         for hv, hv_name in zip(hypervisors, hv_names):
             for guest in inv.select_guests(hv["guests"], settings["names"], settings["exclude_names"], settings["states"]):
                 selected.append((hv, hv_name, guest))
-        host_names = inv.assign_host_names([(g["name"], hv_name) for _hv, hv_name, g in selected], settings["qualified_names"])
+        existing = set(self.inventory.hosts)
+        host_names = inv.assign_host_names([(g["name"], hv_name) for _hv, hv_name, g in selected], settings["qualified_names"], existing)
+        for (_hv, _hv_name, guest), host in zip(selected, host_names):
+            if guest["name"] in existing or guest["name"] in inv.RESERVED_HOST_NAMES:
+                self.display.warning("kvmops.virt.libvirt_guests: guest '%s' is named like a host the inventory already has (or "
+                                     "localhost); it is added as '%s' and never merged into that host" % (guest["name"], host))
 
         strict = settings["strict"]
         for (hv, hv_name, guest), host in zip(selected, host_names):

@@ -80,12 +80,63 @@ def _normalize_reply(reply):
     return by_mac
 
 
-def merge_addresses(interfaces, replies):
+# Sources whose addresses must lie in the interface's libvirt network: a guest
+# answers ARP for any address it likes, and a lease outside the network is not ours.
+CHECKED_SOURCES = ("lease", "arp")
+
+
+def parse_subnets(mapping):
+    """``{network: [CIDR text]}`` -> ``{network: [ip_network]}``."""
+    return dict((name, [ipaddress.ip_network(c, strict=False) for c in cidrs]) for name, cidrs in mapping.items())
+
+
+def network_subnets(client):
+    """``{network name: [ip_network]}`` of the hypervisor's libvirt networks (their ``<ip>`` elements)."""
+    out = {}
+    try:
+        networks = client.conn.listAllNetworks(0)
+    except Exception:  # pylint: disable=broad-except
+        return out
+    for net in networks:
+        try:
+            node = parse_xml(net.XMLDesc(0), what="network XML")
+            name = net.name()
+        except Exception:  # pylint: disable=broad-except
+            continue
+        nets = []
+        for ip in node.findall("./ip"):
+            address = ip.get("address")
+            if not address:
+                continue
+            try:
+                if ip.get("prefix"):
+                    nets.append(ipaddress.ip_network("%s/%s" % (address, ip.get("prefix")), strict=False))
+                elif ip.get("netmask"):
+                    nets.append(ipaddress.ip_network("%s/%s" % (address, ip.get("netmask")), strict=False))
+                else:
+                    bits = 24 if ":" not in address else 64  # libvirt's defaults
+                    nets.append(ipaddress.ip_network("%s/%d" % (address, bits), strict=False))
+            except ValueError:
+                continue
+        out[name] = nets
+    return out
+
+
+def _inside(address, nets):
+    ip = ipaddress.ip_address(address)
+    return any(ip.version == n.version and ip in n for n in nets)
+
+
+def merge_addresses(interfaces, replies, subnets=None):
     """Fill each interface's ``addresses`` from the first source that knows its MAC.
 
     ``replies`` is a list of ``(source, reply)`` in the order the sources were
     asked; ``reply`` is what ``virDomainInterfaceAddresses`` returned (or None).
-    Addresses are matched to the guest's interfaces by MAC address.
+    Addresses are matched to the guest's interfaces by MAC address. With
+    ``subnets`` (see :func:`network_subnets`), lease and ARP addresses count
+    only inside the subnets of the interface's own libvirt network (none for an
+    interface on a host bridge); agent addresses are the guest's own word and
+    are kept, with ``address_source: agent``.
     """
     normalized = [(source, _normalize_reply(reply)) for source, reply in replies]
     for iface in interfaces:
@@ -93,6 +144,9 @@ def merge_addresses(interfaces, replies):
             continue
         for source, by_mac in normalized:
             found = by_mac.get(iface.get("mac") or "")
+            if found and subnets is not None and source in CHECKED_SOURCES:
+                nets = subnets.get(iface.get("network") or "") or []
+                found = [a for a in found if _inside(a["address"], nets)]
             if found:
                 iface["addresses"] = found
                 iface["address_source"] = source
@@ -154,9 +208,25 @@ def guest_addresses(client, dom, name, started_at=None, use_agent=True):
         sources.append("agent")
     if started_at is None:
         sources.append("arp")
+    nic_networks = {}
+    if live is not None:
+        for nic in live.interfaces:
+            kind, net_name = nic.source
+            nic_networks[nic.normalized_mac()] = net_name if kind == "network" else None
+    subnets = None
     for source in sources:
+        if source == "arp" and subnets is None:
+            subnets = network_subnets(client)
         for _ifname, info in (interface_addresses(dom, source) or {}).items():
             for addr in info.get("addrs") or []:
+                if source == "arp":
+                    # a guest answers ARP for any address: only its own network's addresses count
+                    nets = subnets.get(nic_networks.get((info.get("hwaddr") or "").lower()) or "") or []
+                    try:
+                        if not _inside(addr.get("addr") or "", nets):
+                            continue
+                    except ValueError:
+                        continue
                 add(info.get("hwaddr"), addr.get("addr"))
     return found
 

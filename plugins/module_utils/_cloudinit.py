@@ -27,6 +27,7 @@ inside it (``user_data.users[0].passwd``) only.
 from __future__ import annotations
 
 import hashlib
+import os
 import json
 import math
 import re
@@ -297,15 +298,23 @@ def check_files(files):
             raise InvalidArgument("files", "content of '%s' must be bytes, got %s" % (name, type(content).__name__))
 
 
-def seed_digest(files):
+def new_salt():
+    """A random per-guest salt for :func:`seed_digest` (32 hex digits), kept in the guest's metadata."""
+    return os.urandom(16).hex()
+
+
+def seed_digest(files, salt=None):
     """One-way digest (64 hex digits) of the file names and contents.
 
     Independent of the dict's order. It is stored where others can read it
     (domain metadata), so it is not a bare SHA-256 of content that holds
     passwords: the SHA-256 of the framed names and contents is stretched with
-    PBKDF2-HMAC-SHA256 (fixed salt, 100000 iterations) to make guessing a
-    weak secret from the digest costly. A fixed salt cannot make a weak
-    password safe; prefer hashed passwords in user-data.
+    PBKDF2-HMAC-SHA256 (100000 iterations) with ``salt`` (hex, per guest, see
+    :func:`new_salt`; ``None``: the fixed salt of the digests recorded before
+    per-guest salts, still read so that those guests report no change), so the
+    same user data gives different digests on different guests and guessing a
+    weak secret costs a full PBKDF2 run per guest. No salt makes a weak password
+    safe; prefer hashed passwords in user-data.
     """
     check_files(files)
     inner = hashlib.sha256()
@@ -314,4 +323,5 @@ def seed_digest(files):
         content = bytes(files[name])
         inner.update(b"%d:%s\x00%d:" % (len(encoded), encoded, len(content)))
         inner.update(content)
-    return hashlib.pbkdf2_hmac("sha256", inner.digest(), _DIGEST_SALT, _DIGEST_ITERATIONS).hex()
+    salt_bytes = _DIGEST_SALT if salt is None else _DIGEST_SALT + b":" + salt.encode("ascii")
+    return hashlib.pbkdf2_hmac("sha256", inner.digest(), salt_bytes, _DIGEST_ITERATIONS).hex()

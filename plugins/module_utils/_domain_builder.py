@@ -559,15 +559,17 @@ class DomainBuilder(DeviceBuilder):
                 meta.tags = spec.tags
         for pool, name, path in spec.created_volumes:
             meta.add_volume(pool, name, path)
+        self._drop_detached_volumes(meta)
         if spec.seed is not None:
             recorded = None if self.new else self.actual.metadata().seed
             rec_files = (recorded or {}).get("files") or {}
             if recorded is None or recorded.get("digest") != spec.seed.digest:
                 for fname, option in (("user-data", "user_data"), ("meta-data", "meta_data"), ("network-config", "network_config")):
                     before = rec_files.get(fname)
-                    after = spec.seed.files.get(fname)
+                    after = (spec.seed.compare or spec.seed.files).get(fname)
                     if before != after:
-                        self.change("cloud_init." + option, _digest_label(before), _digest_label(after), SEED,
+                        label = spec.seed.labels.get(fname, after) if after is not None else None
+                        self.change("cloud_init." + option, _digest_label(before), _digest_label(label), SEED,
                                     secret=(option == "user_data"))
                 if recorded is not None and not any(c.path.startswith("cloud_init.") and c.kind == SEED for c in self.changes):
                     self.change("cloud_init.digest", _digest_label(recorded.get("digest")), _digest_label(spec.seed.digest), SEED)
@@ -576,6 +578,20 @@ class DomainBuilder(DeviceBuilder):
         after_xml = None if meta.node is None else etree.tostring(meta.node)
         if before_xml != after_xml:
             meta.write(self.domain)
+
+    def _drop_detached_volumes(self, meta):
+        """A volume no disk of the guest uses any more (the user detached it)
+        is the user's again: ``remove_storage`` must not delete it."""
+        paths = set()
+        sources = set()
+        for disk in self.domain.disks:
+            paths.add(norm_path(disk.source_file or disk.source_dev))
+            if disk.source_pool and disk.source_volume:
+                sources.add((disk.source_pool, disk.source_volume))
+        for rec in meta.volumes:
+            if (rec["pool"], rec["name"]) in sources or (rec.get("path") and norm_path(rec["path"]) in paths):
+                continue
+            meta.remove_volume(rec["pool"], rec["name"])
 
 
 def _digest_label(digest):

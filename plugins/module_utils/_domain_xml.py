@@ -522,6 +522,16 @@ class GuestMetadata:
         etree.SubElement(node, _q("volume"), pool=pool, name=name, path=path or "")
         return True
 
+    def remove_volume(self, pool, name):
+        node = self._child("created-volumes")
+        if node is None:
+            return
+        for vol in node.findall(_q("volume")):
+            if vol.get("pool") == pool and vol.get("name") == name:
+                node.remove(vol)
+        if len(node) == 0:
+            self.node.remove(node)
+
     def set_volume_path(self, pool, name, path):
         node = self._child("created-volumes")
         if node is None:
@@ -537,7 +547,8 @@ class GuestMetadata:
         if node is None:
             return None
         files = dict((f.get("name"), f.get("digest")) for f in node.findall(_q("file")))
-        return dict(digest=node.get("digest"), pool=node.get("pool"), volume=node.get("volume"), path=node.get("path"), files=files)
+        return dict(digest=node.get("digest"), pool=node.get("pool"), volume=node.get("volume"), path=node.get("path"), files=files,
+                    salt=node.get("salt"))
 
     @seed.setter
     def seed(self, seed):
@@ -546,7 +557,7 @@ class GuestMetadata:
             self.node.remove(node)
         if seed:
             node = self._child("seed", create=True)
-            for key in ("digest", "pool", "volume", "path"):
+            for key in ("digest", "salt", "pool", "volume", "path"):
                 if seed.get(key):
                     node.set(key, seed[key])
             for name in sorted(seed.get("files") or {}):

@@ -36,7 +36,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils import _guest_spec as 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import flag
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_builder import DomainBuilder
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument, OperationFailed, VirtError
-from ansible_collections.kvmops.virt.plugins.module_utils._guest_resolve import CreatedVolume, GuestResolver, unique
+from ansible_collections.kvmops.virt.plugins.module_utils._guest_resolve import CreatedVolume, GuestResolver
 from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import find_path, parse_xml, to_string
@@ -130,6 +130,7 @@ class GuestManager(Manager):
         self._record_diff()
         self._plan_storage()
         self._plan_define()
+        self._plan_seed_replacement()
         self._plan_live()
         self._plan_autostart()
         self._plan_power()
@@ -162,8 +163,32 @@ class GuestManager(Manager):
             self.act("create volume '%s' in storage pool '%s' (%s)" % (cv.name, cv.pool_name, human_size(cv.size)),
                      lambda cv=cv: self._create_volume(cv))
         sp = self.seed_plan
-        if sp is not None and sp["rebuild"]:
+        if sp is not None and sp["rebuild"] and sp["vol"] is None:
             self.act("build the cloud-init seed ISO '%s' in storage pool '%s'" % (sp["name"], sp["pool_name"]), self._build_seed)
+
+    def _plan_seed_replacement(self):
+        """An existing seed is replaced only once libvirt has accepted the new
+        definition: a rejected definition leaves the guest with its old seed."""
+        sp = self.seed_plan
+        if sp is not None and sp["rebuild"] and sp["vol"] is not None:
+            self.act("build the cloud-init seed ISO '%s' in storage pool '%s'" % (sp["name"], sp["pool_name"]), self._replace_seed)
+
+    def _replace_seed(self):
+        try:
+            self._build_seed()
+        except VirtError as e:
+            if self.actual is None or not self.defined:
+                raise
+            # the new definition records the new seed's digest; put the old one back so
+            # that the next run sees the difference and builds the seed again
+            try:
+                define(self.client, self.name, self.actual.to_xml())
+                e.msg = ("%s; the previous definition of guest '%s' was restored, and its seed volume '%s' is rebuilt by the next run"
+                         % (e.msg, self.name, self.seed_plan["name"]))
+            except VirtError:
+                e.msg = "%s; the previous definition of guest '%s' could not be restored" % (e.msg, self.name)
+            e.args = (e.msg,)
+            raise
 
     def _create_volume(self, cv):
         cv.vol = _storage_ops().create_volume(self.client, cv.pool, cv.xml)
@@ -387,9 +412,13 @@ class GuestManager(Manager):
             if users:
                 self.warnings.append("%s: kept, it is used by another guest: %s" % (key, ", ".join(sorted(users))))
                 continue
-            backed = self.resolver.volumes_backed_by(path)
+            backed, doubts = self.resolver.volumes_backed_by(path)
             if backed:
                 self.warnings.append("%s: kept, it is the backing file of %s" % (key, ", ".join(sorted(backed))))
+                continue
+            if doubts:
+                self.warnings.append("%s: kept, it may be the backing file of an overlay that could not be checked (%s)"
+                                     % (key, "; ".join(doubts)))
                 continue
             self.diff.add(key, path, None)
             self.act("delete volume '%s' from storage pool '%s'" % (rec["name"], rec["pool"]),
@@ -404,9 +433,14 @@ class GuestManager(Manager):
             for action in self.actions:
                 action.func()
         except VirtError as e:
-            removed = self._rollback()
+            removed, left = self._rollback()
             if removed:
                 e.msg = "%s; removed the volumes this task had created: %s" % (e.msg, ", ".join(removed))
+            if left:
+                e.msg = "%s; these volumes this task had created could not be deleted and are left behind: %s" % (
+                    e.msg, ", ".join("%s/%s (%s)" % (v["pool"], v["volume"], v["path"]) for v in left))
+                e.details["left_behind"] = left
+            e.args = (e.msg,)
             raise
         if self.params.get("wait_for_ip") and self.state == "running":
             self._wait_for_ip()
@@ -414,15 +448,16 @@ class GuestManager(Manager):
     def _rollback(self):
         """A definition that failed leaves no volumes behind that nothing uses."""
         if self.defined or self.state == "absent":
-            return []
+            return [], []
         removed = []
+        left = []
         for cv in reversed(self.created_now):
             try:
                 _storage_ops().delete_volume(self.client, cv.vol)
                 removed.append("%s/%s" % (cv.pool_name, cv.name))
             except VirtError:
-                pass
-        return removed
+                left.append({"pool": cv.pool_name, "volume": cv.name, "path": cv.path})
+        return removed, left
 
     def _wait_for_ip(self):
         timeout = self.params["wait_timeout"]
@@ -477,7 +512,7 @@ class GuestManager(Manager):
             if self.check_mode and c.path in self.live_kinds:
                 continue  # applied live by the real run
             pending.append(c.path)
-        return unique(pending)
+        return gs.unique(pending)
 
     def result(self):
         if self.state == "absent":

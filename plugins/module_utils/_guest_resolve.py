@@ -14,6 +14,7 @@ looked up here, before the build. It changes nothing on the host; the manager
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -24,12 +25,15 @@ from ansible_collections.kvmops.virt.plugins.module_utils._caps_xml import domai
 from ansible_collections.kvmops.virt.plugins.module_utils._client import flag, is_local_uri
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_devices import interfaces_needing_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument, VirtError
+from ansible_collections.kvmops.virt.plugins.module_utils._guest_others import OtherGuests
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size, parse_memory_mib, parse_size
 from ansible_collections.kvmops.virt.plugins.module_utils._validate import check_name, is_hostname_label, normalize_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import parse_xml
 
 DISK_FORMATS = ("raw", "qcow2", "qed", "vmdk", "vdi", "vpc", "vhdx", "bochs", "cloop", "dmg", "iso")
 SEED_SUFFIX = "-cidata.iso"
+# libvirt's own directory of guest logs: a file there is a log, whoever made it
+CONSOLE_LOG_DIR = "/var/log/libvirt/qemu"
 
 # graphics.listen: an IPv4/IPv6 address or a host name (what libvirt's schema accepts).
 _LISTEN_RE = re.compile(r"^(?:[0-9A-Fa-f:.]+|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,252}))$")
@@ -72,7 +76,7 @@ class CreatedVolume:
         self.vol = None
 
 
-class GuestResolver:
+class GuestResolver(OtherGuests):
     """Validates ``kvm_guest``'s parameters and resolves them into a :class:`GuestSpec`."""
 
     def __init__(self, client, params, warnings):
@@ -139,9 +143,24 @@ class GuestResolver:
                 raise InvalidArgument("xml", e.msg)
             if node.tag != "domain":
                 raise InvalidArgument("xml", "must be a <domain> element, got <%s>" % node.tag)
+            self._strip_collection_metadata(node)
             self.xml = node
         if p.get("wait_for_ip") and self.state != "running":
             raise InvalidArgument("wait_for_ip", "applies only with state: running, not '%s'" % self.state)
+
+    def _strip_collection_metadata(self, node):
+        """The record of created volumes and the seed is this collection's own
+        knowledge of what it made; ``xml`` (often another guest's dumpxml) never
+        provides it, or ``remove_storage`` would delete what that record names."""
+        metadata = node.find("./metadata")
+        if metadata is None:
+            return
+        found = metadata.findall("{%s}guest" % dm.NS)
+        for old in found:
+            metadata.remove(old)
+        if found:
+            self.warnings.append("xml: the kvmops guest metadata (created volumes, seed record) in the xml option was ignored; "
+                                 "the collection keeps that record itself")
 
     def _validate_boot(self):
         boot = self.params.get("boot") or {}
@@ -339,8 +358,9 @@ class GuestResolver:
             g = p["graphics"]
             spec.graphics = gs.GraphicsSpec(g["type"], g.get("listen"), g.get("password"))
         spec.console_log = dm.norm_path(p.get("console_log"))
+        self._check_console_log(spec.console_log)
         if p.get("tags") is not None:
-            spec.tags = unique(p["tags"])
+            spec.tags = gs.unique(p["tags"])
         spec.xml = self.xml
         if spec.secure_boot and self._effective_machine_family(spec) == "i440fx":
             raise InvalidArgument("secure_boot", "requires a q35 machine type (SMM); the guest's machine is '%s'"
@@ -358,6 +378,52 @@ class GuestResolver:
             # generated here, not by the builder: the spec stays plain data
             spec.new_macs = self._new_macs(interfaces_needing_mac(self.actual, spec.interfaces))
         return spec
+
+    def _seed_digests(self, files):
+        """``(digest, {file: digest}, salt)`` of the seed files.
+
+        The salt is the guest's own (random, kept in its metadata). A seed
+        recorded before per-guest salts is read with the old fixed salt: when
+        its content is unchanged it stays as it is (no change reported); a
+        changed seed gets a new salt."""
+        ci = _cloudinit()
+
+        def digests(salt):
+            return ci.seed_digest(files, salt), dict((n, ci.seed_digest({n: c}, salt)) for n, c in files.items())
+
+        recorded = self.actual.metadata().seed if self.actual is not None else None
+        compare = None
+        if recorded is not None:
+            salt = recorded.get("salt")
+            digest, per_file = digests(salt)
+            if salt or digest == recorded.get("digest"):
+                return digest, per_file, salt, None
+            # a legacy record whose content changed: compare per file with the old salt, record with a new one
+            compare = per_file
+        salt = ci.new_salt()
+        digest, per_file = digests(salt)
+        return digest, per_file, salt, compare
+
+    def _check_console_log(self, path):
+        """The guest's start truncates its console log: an existing file is
+        taken only when it is already this guest's log, empty, or in libvirt's
+        own log directory. Checked on the hypervisor's host only (a remote
+        host's files cannot be seen from here)."""
+        if path is None or not is_local_uri(self.client.uri) or not os.path.lexists(path):
+            return
+        if self.actual is not None:
+            for dev in list(self.actual.serials) + list(self.actual.consoles):
+                if dev.type == "file" and dm.norm_path(dev.source_path) == path:
+                    return
+        why = None
+        if os.path.islink(path) or not os.path.isfile(path):
+            why = "it is not a regular file"
+        elif os.path.getsize(path) > 0 and not path.startswith(CONSOLE_LOG_DIR + "/"):
+            why = "it holds %d bytes" % os.path.getsize(path)
+        if why:
+            raise InvalidArgument("console_log", "%s exists and is not a console log of guest '%s' (%s); starting the guest would "
+                                  "truncate it: choose a new path, remove the file, or use a path under %s"
+                                  % (path, self.name, why, CONSOLE_LOG_DIR))
 
     def _effective_machine_family(self, spec):
         machine = spec.machine or (self.actual.machine if self.actual is not None else None)
@@ -584,8 +650,7 @@ class GuestResolver:
                 msg = "cloud_init." + msg
                 option = "cloud_init." + option
             raise InvalidArgument(option, msg.split(": ", 1)[1] if ": " in msg else msg)
-        digest = _cloudinit().seed_digest(files)
-        per_file = dict((name, _cloudinit().seed_digest({name: content})) for name, content in files.items())
+        digest, per_file, salt, compare = self._seed_digests(files)
         pool_name = ci.get("pool")
         option = "cloud_init.pool"
         if pool_name is None and self.actual is not None:
@@ -607,82 +672,21 @@ class GuestResolver:
         if model.type not in _storage_xml().FILE_POOL_TYPES:
             raise InvalidArgument(option, "the seed ISO needs a pool of files (dir, fs, netfs); '%s' is a '%s' pool" % (pool_name, model.type))
         path = self.client.call("reading volume '%s'" % vol_name, vol.path) if vol is not None else os.path.join(model.path or "/", vol_name)
-        seed = gs.SeedSpec(pool_name, vol_name, path, digest, per_file)
+        seed = gs.SeedSpec(pool_name, vol_name, path, digest, per_file, salt)
+        seed.compare = compare
+        # a new salt is random: diffs show a plain SHA-256 of the (non-secret) files instead,
+        # so that check mode and the real run print the same; user-data is masked anyway
+        seed.labels = dict((n, hashlib.sha256(c).hexdigest() if n != "user-data" else "secret") for n, c in files.items())
         recorded = self.actual.metadata().seed if self.actual is not None else None
+        ours = (recorded is not None and recorded.get("volume") == vol_name and recorded.get("pool") in (None, pool_name)
+                and dm.norm_path(recorded.get("path")) == seed.path)
+        if vol is not None and not ours:
+            # never deleted, rebuilt or adopted: remove_storage would delete it later
+            raise InvalidArgument("cloud_init", "volume '%s' already exists in storage pool '%s' (%s) and this collection did not "
+                                  "create it as the seed of guest '%s'; it is never deleted, rebuilt or adopted: remove or rename "
+                                  "it yourself (storage_volume state: absent, if it is a leftover of a failed run), or put the "
+                                  "seed in another pool with cloud_init.pool" % (vol_name, pool_name, seed.path, self.name))
         rebuild = vol is None or recorded is None or recorded.get("digest") != digest or dm.norm_path(recorded.get("path")) != seed.path
-        if vol is not None and (recorded is None or dm.norm_path(recorded.get("path")) != seed.path):
-            self._check_not_used_elsewhere(seed.path, option, "the seed volume '%s'" % vol_name)
         self.seed_plan = dict(pool=pool, pool_name=pool_name, name=vol_name, vol=vol, files=files, path=seed.path,
                               rebuild=rebuild, missing=vol is None and recorded is not None and recorded.get("digest") == digest)
         spec.seed = seed
-
-    # -- other guests -------------------------------------------------------------
-
-    def _guests(self, exclude=None):
-        """``(name, Domain)`` of every guest of the host but ``exclude`` (unreadable ones are skipped)."""
-        for name, xml in self.client.domain_xmls(exclude=exclude):
-            try:
-                yield name, dm.Domain.from_xml(xml)
-            except Exception:  # pylint: disable=broad-except
-                continue
-
-    def other_domains_using(self, path):
-        """The other guests with a disk on ``path``."""
-        users = []
-        for name, model in self._guests(exclude=self.name):
-            for disk in model.disks:
-                paths = [disk.path(self.resolve_volume_path)]
-                paths += [dm.norm_path(n.get("file") or n.get("dev")) for n in disk.node.iter("source")]
-                if path in paths:
-                    users.append(name)
-                    break
-        return users
-
-    def _check_not_used_elsewhere(self, path, option, what):
-        users = self.other_domains_using(path)
-        if users:
-            raise InvalidArgument(option, "%s (%s) is used by another guest: %s" % (what, path, ", ".join(sorted(users))))
-
-    def check_mac_conflicts(self, spec):
-        """A warning for each user-given MAC another guest has too."""
-        if spec.interfaces is None:
-            return
-        wanted = [(n.index, n.mac) for n in spec.interfaces if n.mac]
-        if not wanted:
-            return
-        others = {}
-        for name, model in self._guests(exclude=self.name):
-            for nic in model.interfaces:
-                if nic.mac:
-                    others[nic.normalized_mac()] = name
-        for index, mac in wanted:
-            if mac in others:
-                self.warnings.append("interfaces[%d].mac: %s is also used by guest '%s'" % (index, mac, others[mac]))
-
-    def volumes_backed_by(self, path):
-        """The volumes of the host's active pools whose backing file is ``path``."""
-        found = []
-        for pool in self.client.list_pools():
-            if not pool.isActive():
-                continue
-            try:
-                vols = pool.listAllVolumes(0)
-            except Exception:  # pylint: disable=broad-except
-                continue
-            for vol in vols:
-                try:
-                    model = _storage_xml().VolumeXML.from_xml(vol.XMLDesc(0))
-                except Exception:  # pylint: disable=broad-except
-                    continue
-                if model.backing_path and dm.norm_path(model.backing_path) == path:
-                    found.append(model.path or vol.name())
-        return found
-
-
-def unique(items):
-    """``items`` without repetitions, in their first order."""
-    out = []
-    for item in items:
-        if item not in out:
-            out.append(item)
-    return out

@@ -75,16 +75,19 @@ class GraphicsSpec:
 class SeedSpec:
     """The cloud-init seed: its volume path, per-file digests and overall digest."""
 
-    def __init__(self, pool, volume, path, digest, files):
+    def __init__(self, pool, volume, path, digest, files, salt=None):
         self.pool = pool
         self.volume = volume
         self.path = norm_path(path)
         self.digest = digest
         self.files = files  # {file name: digest}
+        self.salt = salt    # the guest's digest salt (None: a record from before per-guest salts)
+        self.compare = None  # {file name: digest} under the recorded salt, when the salt changes
+        self.labels = {}     # {file name: label} shown in diffs (the same in check mode and in the real run)
         self.target = None
 
     def record(self):
-        return dict(digest=self.digest, pool=self.pool, volume=self.volume, path=self.path, files=dict(self.files))
+        return dict(digest=self.digest, pool=self.pool, volume=self.volume, path=self.path, files=dict(self.files), salt=self.salt)
 
 
 class GuestSpec:
@@ -152,3 +155,12 @@ class Change:
     def __repr__(self):
         return "Change(%s: %r -> %r, %s)" % (self.path, "***" if self.secret else self.before,
                                              "***" if self.secret else self.after, self.kind)
+
+
+def unique(items):
+    """``items`` without repetitions, in their first order."""
+    out = []
+    for item in items:
+        if item not in out:
+            out.append(item)
+    return out

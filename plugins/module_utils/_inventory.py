@@ -27,6 +27,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils._addresses import (
     interface_addresses,
     merge_addresses,
     missing_addresses,
+    network_subnets,
     ordered_addresses,
     usable_addresses,
 )
@@ -115,9 +116,10 @@ def collect(client, sources, warn=None):
     domains = client.list_domains()  # the handles, not just the XML: state, addresses and autostart are read per guest
     guests = []
     resolve_volume = _volume_resolver(client)
+    subnets = network_subnets(client)
     for dom in domains:
         try:
-            guest = _read_guest(client, dom, sources, resolve_volume)
+            guest = _read_guest(client, dom, sources, resolve_volume, subnets)
         except NotFound:
             continue  # undefined while we were reading it
         except VirtError as e:
@@ -148,7 +150,7 @@ def _volume_resolver(client):
     return resolve
 
 
-def _read_guest(client, dom, sources, resolve_volume=None):
+def _read_guest(client, dom, sources, resolve_volume=None, subnets=None):
     name = dom.name()
     what = "guest '%s'" % name
     with client.errors("reading the definition of %s" % what):
@@ -177,7 +179,7 @@ def _read_guest(client, dom, sources, resolve_volume=None):
                 break
             reply = interface_addresses(dom, source)
             replies.append((source, reply))
-            merge_addresses(guest["interfaces"], replies[-1:])
+            merge_addresses(guest["interfaces"], replies[-1:], subnets if subnets is not None else {})
     return guest
 
 
@@ -217,18 +219,24 @@ def hypervisor_names(hypervisors, overrides=None):
     return names
 
 
-def assign_host_names(entries, qualified=False):
+def assign_host_names(entries, qualified=False, reserved=()):
     """Inventory host names for ``(guest_name, hypervisor_name)`` pairs, in order.
 
     The first guest with a name keeps it; later guests with the same name are
     named ``<guest>@<hypervisor>``. With ``qualified`` every host is
     ``<guest>@<hypervisor>``. Should that be taken too (a guest literally named
     so), ``#2``, ``#3``, ... is appended.
+
+    A guest never takes the name of a host in ``reserved`` (hosts other
+    inventory sources have already added) or in :data:`RESERVED_HOST_NAMES`
+    (``localhost``): it is named ``<guest>@<hypervisor>`` instead, so that it
+    cannot merge its variables (``ansible_host``) into that host.
     """
-    taken = set()
+    taken = set(reserved)
     result = []
     for guest, hypervisor in entries:
-        name = "%s@%s" % (guest, hypervisor) if qualified or guest in taken else guest
+        clash = guest in taken or guest in RESERVED_HOST_NAMES or guest in reserved
+        name = "%s@%s" % (guest, hypervisor) if qualified or clash else guest
         base, n = name, 1
         while name in taken:
             n += 1
@@ -236,6 +244,11 @@ def assign_host_names(entries, qualified=False):
         taken.add(name)
         result.append(name)
     return result
+
+
+# Names a guest never takes as its inventory host name: Ansible's implicit
+# controller host, and addresses of the controller itself.
+RESERVED_HOST_NAMES = ("localhost", "localhost.localdomain", "127.0.0.1", "::1")
 
 
 def host_vars(guest, uri, hypervisor, prefer_ipv4=True):
@@ -276,6 +289,9 @@ def host_vars(guest, uri, hypervisor, prefer_ipv4=True):
     }
     if addresses:
         variables["ansible_host"] = addresses[0]
+        # where ansible_host came from: "agent" is the guest's own word (see docs/inventory.md)
+        variables["kvm_address_source"] = next(
+            (i.get("address_source") for i in interfaces if addresses[0] in i["ips"]), None)
     return variables
 
 

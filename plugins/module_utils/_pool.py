@@ -28,6 +28,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
 from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._storage_ops import (
     check_target_exists,
+    guests_using,
     live_pool_model,
     logical_volume_groups,
     missing_target_path,
@@ -325,8 +326,28 @@ class PoolManager(Manager):
                 option="force",
             )
 
-        self.diff.add("state", "active" if self.was_active else "inactive", "absent")
+        kept_volumes = False
         if delete_storage and volumes:
+            self._refuse_deleting_used_volumes(pool, volumes)
+            if ptype == "logical":
+                # an adopted volume group may hold volumes libvirt never created: never delete them
+                raise Refused(
+                    "delete_storage: storage pool '%s' is a logical pool whose volume group still holds %d volume(s) (%s); "
+                    "the module never deletes logical volumes with the pool (libvirt cannot tell which ones it created): delete "
+                    "them first (kvmops.virt.storage_volume state: absent), then the empty volume group is removed"
+                    % (self.name, len(volumes), ", ".join(volumes[:10]) + (", ..." if len(volumes) > 10 else "")),
+                    option="delete_storage",
+                )
+            if ptype in ("fs", "netfs"):
+                # the volumes are files on the mounted device or export: never emptied
+                kept_volumes = True
+                self.warnings.append(
+                    "storage pool '%s' is removed; its %d volume(s) stay on %s (delete_storage never empties the device or export "
+                    "of an fs/netfs pool; it removes the mount point %s only when it is empty)"
+                    % (self.name, len(volumes), _describe(storage.source_device) if ptype == "fs" else
+                       "%s:%s" % (storage.source_host, storage.source_dir), storage.path))
+        self.diff.add("state", "active" if self.was_active else "inactive", "absent")
+        if delete_storage and volumes and not kept_volumes:
             self.diff.add("volumes", volumes, [])
             for vol_name in volumes:
                 self.act("delete volume '%s' of storage pool '%s'" % (vol_name, self.name),
@@ -350,6 +371,22 @@ class PoolManager(Manager):
             )
         if self.persistent:
             self.act("undefine storage pool '%s'" % self.name, self._undefine)
+
+    def _refuse_deleting_used_volumes(self, pool, volumes):
+        paths = []
+        for vol_name in volumes:
+            vol = self.client.lookup_volume(pool, vol_name)
+            if vol is not None:
+                paths.append(self.client.call("reading volume '%s'" % vol_name, vol.path))
+        users = guests_using(self.client, self.name, paths)
+        if users:
+            names = sorted(users)
+            raise Refused(
+                "delete_storage: refusing to delete storage pool '%s' with its volumes: guests use them: %s; "
+                "remove those guests or their disks first" % (self.name, "; ".join(
+                    "%s (%s)" % (n, ", ".join(os.path.basename(p) for p in users[n])) for n in names)),
+                option="delete_storage",
+            )
 
     def _needs_build(self, model, creating):
         ptype = model.type

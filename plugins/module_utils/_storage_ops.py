@@ -311,3 +311,73 @@ def granularity(pool_type):
 
 def round_up(value, step):
     return -(-value // step) * step
+
+
+# -- file identity (the guards that keep a file another guest or overlay needs) --
+
+def same_file(a, b, local):
+    """Whether paths ``a`` and ``b`` name the same file: equal paths, or, on
+    the host that runs the hypervisor (``local``), the same device and inode
+    (symlinks, hard links, bind mounts, ``..`` in a path)."""
+    if not a or not b:
+        return False
+    if os.path.normpath(a) == os.path.normpath(b):
+        return True
+    if not local:
+        return False
+    try:
+        sa = os.stat(a)
+        sb = os.stat(b)
+    except OSError:
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def qcow2_backing_file(path):
+    """The backing file named in the header of the qcow2 image at ``path``
+    (``None``: not qcow2, no backing file, or unreadable). Reads 1 KiB at most
+    beyond the header; never follows the chain."""
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+            if len(header) < 20 or header[:4] != b"QFI\xfb":
+                return None
+            offset, size = struct.unpack(">QI", header[8:20])
+            if not offset or not size or size > 1023:
+                return None
+            f.seek(offset)
+            name = f.read(size)
+    except (OSError, ValueError):
+        return None
+    text = name.decode("utf-8", "replace")
+    if not text.startswith("/") and "://" not in text:
+        text = os.path.join(os.path.dirname(path), text)
+    return text
+
+
+def guests_using(client, pool_name, paths):
+    """``{guest: [volume paths]}``: the guests whose live or persistent
+    definition has a disk on one of ``paths`` (compared as files) or names a
+    volume of pool ``pool_name``."""
+    local = is_local_uri(client.uri)
+    found = {}
+    listings = [(0, flag("VIR_DOMAIN_XML_INACTIVE", 2)), (flag("VIR_CONNECT_LIST_DOMAINS_ACTIVE", 1), 0)]
+    for list_flags, xml_flags in listings:
+        for name, xml in client.domain_xmls(flags=list_flags, xml_flags=xml_flags):
+            try:
+                root = parse_xml(xml, what="guest XML")
+            except VirtError:
+                continue
+            for source in root.iter("source"):
+                parent = source.getparent()
+                if parent is None or parent.tag not in ("disk", "backingStore"):
+                    continue
+                hit = None
+                if source.get("pool") == pool_name and source.get("volume"):
+                    hit = source.get("volume")
+                else:
+                    other = source.get("file") or source.get("dev")
+                    hit = next((p for p in paths if same_file(p, other, local)), None)
+                if hit and hit not in found.setdefault(name, []):
+                    found[name].append(hit)
+    return dict((name, hits) for name, hits in found.items() if hits)

@@ -24,6 +24,10 @@ _IFNAME_RE = re.compile(r"^[^/:\s]{1,15}$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
+# A file name has at most 255 bytes; libvirt adds ".xml" to an object's name.
+MAX_NAME_BYTES = 250
+
+
 def check_name(name, option="name", what="pool"):
     """A plain object name: refuse empty names, ``/``, ``.``/``..``, NUL or
     control characters, and XML metacharacters and quotes."""
@@ -33,6 +37,11 @@ def check_name(name, option="name", what="pool"):
         raise InvalidArgument(option, "'%s' is not a valid %s name" % (name, what))
     if "/" in name:
         raise InvalidArgument(option, "%s name '%s' must be a plain name without '/'" % (what, name))
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        # libvirt keeps a pool, network or guest as <name>.xml; a volume is a file of that name
+        raise InvalidArgument(option, "%s name is %d bytes long; at most %d bytes are allowed (it becomes a file name)"
+                              % (what, size, MAX_NAME_BYTES))
     if any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise InvalidArgument(option, "%s name %r must not contain NUL or control characters" % (what, name))
     bad = sorted(set(c for c in name if c in _BAD_NAME_CHARS))

@@ -130,10 +130,12 @@ options:
     default: false
   delete_storage:
     description:
-      - With O(state=absent), also remove the underlying storage through libvirt's pool delete
-        (with O(force=true), the pool's volumes first). That is the directory of a V(dir) pool, the mount
-        directory of V(fs) and V(netfs) pools (the device and the export are not touched), and the volume
-        group of a V(logical) pool (C(vgremove), C(pvremove)).
+      - With O(state=absent), also remove the underlying storage through libvirt's pool delete.
+        For a V(dir) pool, its volumes (with O(force=true)) and then its directory. For V(fs) and V(netfs)
+        pools, only the empty mount directory; their volumes stay on the device or export, which is never emptied.
+        For a V(logical) pool, the empty volume group (C(vgremove), C(pvremove)); a volume group that still holds
+        logical volumes is refused (they may not be libvirt's).
+      - Refused while any guest (live or persistent definition) has a disk on a volume of the pool.
       - Refused for V(disk), V(iscsi) and V(rbd) pools, whose storage libvirt cannot remove.
       - Without it, the storage is left untouched.
     type: bool

@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import re
+import stat
 import subprocess
 import sys
 import tempfile
@@ -211,16 +212,76 @@ def snapshot(uri=URI):
     """
     conn = libvirt.open(uri)
     try:
-        state = {"domains": {}, "networks": {}, "pools": {}, "volumes": {}}
+        state = {"domains": {}, "networks": {}, "pools": {}, "volumes": {}, "bridges": {}, "files": {}}
         for dom in conn.listAllDomains():
             _gone_ok(_domain_entry, state["domains"], dom)
         for net in conn.listAllNetworks():
             _gone_ok(_network_entry, state["networks"], net)
         for pool in conn.listAllStoragePools():
             _gone_ok(_pool_entry, state, pool)
+        owners = {}
+        for net in conn.listAllNetworks():
+            try:
+                match = re.search(r"<bridge name='([^']+)'", net.XMLDesc(0))
+                if match:
+                    owners[match.group(1)] = net.name()
+            except libvirt.libvirtError:
+                continue
+        # a bridge libvirt made for a network is named after that network, so that
+        # another test run's network bridges are left out like its networks
+        state["bridges"] = dict(("%s/%s" % (owners[b], b) if b in owners else b, kind) for b, kind in host_bridges().items())
+        dirs = set(WATCHED_DIRS)
+        for entry in state["pools"].values():
+            match = re.search(r"<target>\s*<path>([^<]+)</path>", entry["xml"])
+            if match:
+                dirs.add(match.group(1))
+        state["files"] = file_tree(sorted(dirs))
         return state
     finally:
         conn.close()
+
+
+# Directories whose entries every snapshot records besides the pools' own.
+WATCHED_DIRS = ("/var/lib/libvirt/images", "/var/lib/libvirt/qemu/nvram", "/etc/libvirt/qemu", "/etc/libvirt/qemu/networks",
+                "/etc/libvirt/storage")
+
+
+def host_bridges():
+    """``{name: "bridge"}`` of the host's Linux bridges (a module that made or removed one changed the host)."""
+    found = {}
+    try:
+        names = os.listdir("/sys/class/net")
+    except OSError:
+        return found
+    for name in names:
+        if os.path.isdir(os.path.join("/sys/class/net", name, "bridge")):
+            found[name] = "bridge"
+    return found
+
+
+def file_tree(dirs):
+    """``{path: (kind, size)}`` of each directory and its direct entries (no contents: sizes tell a
+    truncated or rewritten file; the no-data-lost tests compare checksums)."""
+    tree = {}
+    for top in dirs:
+        if not os.path.isdir(top) or os.path.islink(top):
+            if os.path.lexists(top):
+                tree[top] = ("other", None)
+            continue
+        tree[top] = ("dir", None)
+        try:
+            names = os.listdir(top)
+        except OSError:
+            continue
+        for name in names:
+            path = os.path.join(top, name)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            kind = "dir" if stat.S_ISDIR(st.st_mode) else "file" if stat.S_ISREG(st.st_mode) else "other"
+            tree[path] = (kind, st.st_size if kind == "file" else None)
+    return tree
 
 
 # Outside the full suite (which runs alone), other test runs may share the

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -231,3 +232,16 @@ if __name__ == "__main__":
         print("libvirtd restarted, pid %s" % libvirtd_pid())
     else:
         sys.exit("usage: relhelpers.py restart")
+
+
+_SUPPORTED = re.compile(r"Supported parameters include:[^\n]*", re.S)
+
+
+def names_option(messages, option):
+    """Whether ``messages`` name ``option`` itself: as a whole option path
+    (``interfaces[0].mac``, not ``mac`` inside ``macvtap`` or ``name`` inside
+    ``hostname``), outside ansible-core's "Supported parameters include: ..."
+    list, which names every option of the module."""
+    text = _SUPPORTED.sub("", messages)
+    pattern = r"(?<![A-Za-z0-9_.\[\]])" + re.escape(option) + r"(?![A-Za-z0-9_\[])"
+    return re.search(pattern, text) is not None

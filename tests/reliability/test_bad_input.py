@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 
 import pytest
 import yaml
@@ -29,10 +31,10 @@ P = RUN_PREFIX + "bad-"
 NAMES = {
     "P": P,
     "POOL": P + "pool",
-    "POOL_DIR": "/var/tmp/" + P + "pool",
+    "POOL_DIR": None,  # in a private directory (mktemp -d), set by the objects fixture
     "VOL": P + "vol.qcow2",
     "NET": P + "net",
-    "IMAGE": "/var/tmp/" + P + "image.qcow2",
+    "IMAGE": None,
 }
 VOL_CAPACITY = 16 * 1024 * 1024
 
@@ -73,6 +75,11 @@ def _expand(value):
 @pytest.fixture(scope="module")
 def objects():
     """An active dir pool with one 16 MiB qcow2 volume, and a defined isolated network."""
+    # never a predictable path under /tmp or /var/tmp as root; the prefix keeps it this run's in snapshots
+    private = tempfile.mkdtemp(prefix=P)
+    os.chmod(private, 0o755)  # libvirt's pool and QEMU must reach it
+    NAMES["POOL_DIR"] = os.path.join(private, "pool")
+    NAMES["IMAGE"] = os.path.join(private, "image.qcow2")
     with open(NAMES["IMAGE"], "wb") as handle:
         # A small raw file for the role's base-image import (it never gets that far).
         handle.truncate(1024 * 1024)
@@ -94,7 +101,7 @@ def objects():
         conn.close()
         # Everything with the prefix goes, also what a case that wrongly succeeded created (it fails its test).
         rh.cleanup(P, [NAMES["POOL_DIR"]])
-        os.remove(NAMES["IMAGE"])
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def _messages(run):
@@ -135,24 +142,27 @@ def test_corpus_is_broad():
 def test_bad_input(case, objects, report):
     del objects
     args = _expand(_fill(case["args"]))
-    before = snapshot()
-    if case["target"] in ROLES:
-        run = ansible_playbook(_role_playbook(case["target"]), extra_vars=args,
-                               check=case.get("check", False), label="bad-" + case["id"])
-    else:
-        run = ansible_module(case["target"], args, check=case.get("check", False), label="bad-" + case["id"])
-    report.add("inputs_tried")
-    after = snapshot()
-    messages = _messages(run)
-    assert run.rc != 0, "the bad input was accepted (see %s)" % run.log
-    assert not run.has_traceback, "traceback in %s" % run.log
-    expected = case["option"] if isinstance(case["option"], list) else [case["option"]]
-    for option in expected:
-        assert _fill(option) in messages, "message does not name %r: %s (see %s)" % (
-            option, messages[:600] or "no message", run.log)
-    if case["target"] == "kvm_host" and case.get("stage") == "validation":
-        # Argument validation comes first: no task of the role ran, so nothing was installed.
-        tasks = re.findall(r"^TASK \[([^\]]*)\]", run.output, re.M)
-        assert all(t == "Run the role" or "Validating arguments" in t for t in tasks), tasks
-    changes = snapshot_diff(before, after)
-    assert changes == [], "the host changed: %s (see %s)" % (changes, run.log)
+    # every case runs in check mode first, then for real (a case marked check: true only in check mode)
+    for check in (True,) if case.get("check") else (True, False):
+        mode = "check" if check else "real"
+        before = snapshot()
+        if case["target"] in ROLES:
+            run = ansible_playbook(_role_playbook(case["target"]), extra_vars=args,
+                                   check=check, label="bad-%s-%s" % (case["id"], mode))
+        else:
+            run = ansible_module(case["target"], args, check=check, label="bad-%s-%s" % (case["id"], mode))
+        report.add("inputs_tried")
+        after = snapshot()
+        messages = _messages(run)
+        assert run.rc != 0, "the bad input was accepted in %s mode (see %s)" % (mode, run.log)
+        assert not run.has_traceback, "traceback in %s" % run.log
+        expected = case["option"] if isinstance(case["option"], list) else [case["option"]]
+        for option in expected:
+            assert rh.names_option(messages, _fill(option)), "message does not name %r (%s mode): %s (see %s)" % (
+                option, mode, messages[:600] or "no message", run.log)
+        if case["target"] == "kvm_host" and case.get("stage") == "validation":
+            # Argument validation comes first: no task of the role ran, so nothing was installed.
+            tasks = re.findall(r"^TASK \[([^\]]*)\]", run.output, re.M)
+            assert all(t == "Run the role" or "Validating arguments" in t for t in tasks), tasks
+        changes = snapshot_diff(before, after)
+        assert changes == [], "the host changed (%s mode): %s (see %s)" % (mode, changes, run.log)

@@ -16,7 +16,9 @@ import glob
 import json
 import os
 import re
+import shutil
 import stat
+import subprocess
 import tempfile
 
 import pytest
@@ -91,8 +93,11 @@ def secret_setup():
     """A dir pool for the guests' disks and seeds, and a vars file with the secrets (outside the scanned output)."""
     prefix = "krel%d-sec-" % (os.getpid() % 100000)
     pool_name = prefix + "pool"
-    pool_dir = "/var/tmp/" + pool_name
     tmp = tempfile.mkdtemp(prefix="kvmops-rel-secrets-")
+    # the pool lives in a private directory too (never a predictable path under /var/tmp as root)
+    pool_root = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(pool_root, 0o755)
+    pool_dir = os.path.join(pool_root, "pool")
     conn = rh.connect()
     try:
         rh.dir_pool(pool_name, pool_dir)
@@ -110,7 +115,7 @@ def secret_setup():
         yield {"prefix": prefix, "pool": pool, "pool_dir": pool_dir, "playbook": playbook, "vars": write_vars}
     finally:
         conn.close()
-        rh.cleanup(prefix, [pool_dir, tmp])
+        rh.cleanup(prefix, [pool_dir, pool_root, tmp])
 
 
 def _recap(run):
@@ -163,10 +168,22 @@ def test_secret_options_round_trip(secret_setup, report):
 
 # ---------------------------------------------------------------- the scan
 
-def needles():
-    """Each secret raw, JSON-escaped and base64-encoded (at every alignment)."""
-    found = {}
+def derived_secrets():
+    """The secrets as the suite and the roles alter them before use: the changed
+    values (``+ "Z"``) and the kvm_guests role's VNC password cut to 8 characters."""
+    derived = {}
     for key, value in SECRETS.items():
+        derived[key] = value
+        derived[key + "+Z"] = value + "Z"
+    derived["vnc_password[:7]+Z"] = SECRETS["vnc_password"][:7] + "Z"
+    derived["vnc_password[:8]"] = SECRETS["vnc_password"][:8]
+    return derived
+
+
+def needles():
+    """Each secret, and each derived one, raw, JSON-escaped and base64-encoded (at every alignment)."""
+    found = {}
+    for key, value in derived_secrets().items():
         raw = value.encode()
         forms = {raw, json.dumps(value)[1:-1].encode()}
         for pad in range(3):
@@ -184,10 +201,33 @@ def scan_files():
     files.update(glob.glob(os.path.join(REPO, "tests", "output", "logs", "*.log")))
     files.update(glob.glob(os.path.join(REPO, "tests", "output", "**", "*.json"), recursive=True))
     files.update(glob.glob(os.path.join(REPO, "tests", "output", "**", "*.xml"), recursive=True))
-    for tmp in (os.path.expanduser("~/.ansible/tmp"),):
+    for tmp in (os.path.expanduser("~/.ansible/tmp"),) + HOST_LOG_DIRS:
         for root, _dirs, names in os.walk(tmp):
             files.update(os.path.join(root, name) for name in names)
-    return sorted(f for f in files if os.path.isfile(f))
+    files.update(f for f in HOST_LOG_FILES if os.path.isfile(f))
+    journal = journal_dump()
+    if journal:
+        files.add(journal)
+    return sorted(f for f in files if os.path.isfile(f) and not f.endswith((".gz", ".xz")))
+
+
+# The host's own logs: libvirt's (daemon and per-guest QEMU logs) and syslog.
+HOST_LOG_DIRS = ("/var/log/libvirt",)
+HOST_LOG_FILES = ("/var/log/syslog", "/var/log/messages", "/var/log/daemon.log", "/var/log/user.log")
+
+
+def journal_dump():
+    """The systemd journal as text in a file under the suite's output, when there is a journal."""
+    if not shutil.which("journalctl"):
+        return None
+    path = os.path.join(OUTPUT_DIR, "journal.txt")
+    try:
+        with open(path, "wb") as handle:
+            subprocess.run(["journalctl", "--no-pager", "-o", "cat"], stdout=handle, stderr=subprocess.DEVNULL,
+                           timeout=120, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path
 
 
 def scan(files):
@@ -211,7 +251,12 @@ def test_scan_finds_a_planted_secret(tmp_path):
             leak = tmp_path / "leak.log"
             leak.write_text("before %s after\n" % text)
             found = [hit[1] for hit in scan([str(leak)])]
-            assert found[:1] == [key], "the scan missed %s in one of its forms" % key
+            assert key in found, "the scan missed %s in one of its forms" % key
+    # a derived secret: the kvm_guests role cuts a VNC password to 8 characters
+    leak = tmp_path / "derived.log"
+    leak.write_text("passwd=%s\n" % (SECRETS["vnc_password"][:7] + "Z"))
+    assert "vnc_password[:7]+Z" in [hit[1] for hit in scan([str(leak)])]
+    assert set(HOST_LOG_DIRS) <= {"/var/log/libvirt"} and "/var/log/syslog" in HOST_LOG_FILES
     clean = tmp_path / "clean.log"
     clean.write_text("graphics.password: ******** (changed)\n")
     assert scan([str(clean)]) == []

@@ -9,7 +9,7 @@
 #   4. verify.yml checks the real state (virsh, running daemons);
 #   5. without systemd, a daemon that is not running is started, and only once;
 #   6. cleanup removes what the test created (always).
-set -eux
+set -euxo pipefail
 
 PLAYBOOK_ARGS=(-i "${INVENTORY_PATH:-../../inventory}" -e "kvm_host_test_id=$$" "$@")
 LOG_DIR="$(mktemp -d)"

@@ -25,7 +25,7 @@ LAYERS = [
     ("xml models", ["_domain_xml", "_network_xml", "_storage_xml", "_caps_xml"]),
     ("pure logic", ["_guest_spec", "_domain_devices", "_domain_builder", "_network_spec", "_network_edit",
                     "_cloudinit", "_iso9660"]),
-    ("shared operations", ["_storage_ops", "_guest_ops", "_addresses", "_guest_resolve"]),
+    ("shared operations", ["_storage_ops", "_guest_ops", "_addresses", "_guest_others", "_guest_resolve"]),
     ("managers", ["_guest", "_network", "_pool", "_volume", "_hostcaps", "_inventory"]),
 ]
 MANAGERS = dict(LAYERS)["managers"]
