@@ -53,6 +53,15 @@ def _storage_ops():
     return _storage_ops
 
 
+def no_address_error(client, name, timeout):
+    """The failure of a guest that had no address within ``wait_timeout`` (kvm_guest and kvm_guests)."""
+    return OperationFailed(
+        "wait_for_ip: guest '%s' is running, but none of its interfaces had an address after %d s "
+        "(sources: DHCP leases, guest agent, ARP); raise wait_timeout, or check the guest's network" % (name, timeout),
+        uri=client.uri, option="wait_for_ip",
+    )
+
+
 class GuestManager(Manager):
     """Plans and applies ``kvmops.virt.kvm_guest``."""
 
@@ -427,11 +436,7 @@ class GuestManager(Manager):
             if time.time() >= deadline:
                 break
             time.sleep(POLL)
-        raise OperationFailed(
-            "wait_for_ip: guest '%s' is running, but none of its interfaces had an address after %d s "
-            "(sources: DHCP leases, guest agent, ARP); raise wait_timeout, or check the guest's network" % (self.name, timeout),
-            uri=self.client.uri, option="wait_for_ip",
-        )
+        raise no_address_error(self.client, self.name, timeout)
 
     # =====================================================================
     # result
