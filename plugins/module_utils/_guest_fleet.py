@@ -143,7 +143,8 @@ class GuestFleet:
                 continue
             params = checked.validated_parameters
             if params["name"] in seen:
-                errors.append("%s: name: the guest is already guests[%d] of the list" % (label, seen[params["name"]]))
+                duplicate = InvalidArgument("name", "the guest is already guests[%d] of the list" % seen[params["name"]])
+                errors.append("%s: %s" % (label, duplicate.msg))
                 continue
             seen[params["name"]] = index
             wait = params["state"] == "running" and (self.params["wait_for_ip"] or params["wait_for_ip"])
