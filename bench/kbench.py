@@ -544,17 +544,18 @@ class Bench:
             if "w1.kvm_guest_before.define" in med:
                 derived.update(before_define_per_guest=med["w1.kvm_guest_before.define"] / n,
                                before_rerun_per_guest=med["w1.kvm_guest_before.rerun"] / n)
-            if "w1.role.define" in med:
-                physical = floor_task + n * raw_guest
-                derived.update(role_define_per_guest=med["w1.role.define"] / n, role_rerun_per_guest=med["w1.role.rerun"] / n,
-                               physical_floor=physical, role_vs_physical_floor=med["w1.role.define"] / physical)
-                rd, rr = med["w1.role.define"], med["w1.role.rerun"]
-                target("kvm_guests role converge of %d guests <= 3 x (one ping task + %d raw defineXML)" % (n, n), rd,
-                       T_FLEET_FACTOR * physical, "s", rd <= T_FLEET_FACTOR * physical, "%.2fx of the physical floor" % (rd / physical))
-                rerun_changed = max(self.figures.get("w1.role.rerun_changed", [0]))
-                target("kvm_guests role re-run <= 3 x the physical floor, changed=0", rr, T_FLEET_FACTOR * physical, "s",
-                       rr <= T_FLEET_FACTOR * physical and rerun_changed == 0,
-                       "%.2fx of the physical floor, changed=%d" % (rr / physical, rerun_changed))
+        if {"w1.floor.define", "w1.raw.define", "w1.role.define"} <= med.keys():
+            floor_task, raw_guest = med["w1.floor.define"] / n, med["w1.raw.define"] / n
+            physical = floor_task + n * raw_guest
+            derived.update(role_define_per_guest=med["w1.role.define"] / n, role_rerun_per_guest=med["w1.role.rerun"] / n,
+                           physical_floor=physical, role_vs_physical_floor=med["w1.role.define"] / physical)
+            rd, rr = med["w1.role.define"], med["w1.role.rerun"]
+            target("kvm_guests role converge of %d guests <= 3 x (one ping task + %d raw defineXML)" % (n, n), rd,
+                   T_FLEET_FACTOR * physical, "s", rd <= T_FLEET_FACTOR * physical, "%.2fx of the physical floor" % (rd / physical))
+            rerun_changed = max(self.figures.get("w1.role.rerun_changed", [0]))
+            target("kvm_guests role re-run <= 3 x the physical floor, changed=0", rr, T_FLEET_FACTOR * physical, "s",
+                   rr <= T_FLEET_FACTOR * physical and rerun_changed == 0,
+                   "%.2fx of the physical floor, changed=%d" % (rr / physical, rerun_changed))
         if {"w2.role.deploy", "w2.community.deploy"} <= med.keys():
             role, comm = med["w2.role.deploy"], med["w2.community.deploy"]
             target("kvm_guests role >= 2x faster than the serial community.libvirt playbook (workload 2)", comm / role,

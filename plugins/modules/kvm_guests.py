@@ -12,7 +12,7 @@ version_added: 0.1.0
 description:
   - Converges every guest of O(guests) in one module run, over one libvirt connection. Each guest gets exactly
     the semantics of M(kvmops.virt.kvm_guest) from the same code (the same options, validation, check mode,
-    structured diff, RV(guests[].reboot_required), cloud-init seeds, O(guests[].remove_storage)).
+    structured diff, C(reboot_required), cloud-init seeds, C(remove_storage)).
   - Every item is validated first, against M(kvmops.virt.kvm_guest)'s options and checks; bad input in any item
     fails the task before anything changes, naming the item (C(guests[3] (web3))) and the option.
   - A guest that fails while it is applied does not stop the others. Every guest converges that can, then the
@@ -27,7 +27,7 @@ options:
       - The guests. Each item takes the options of M(kvmops.virt.kvm_guest) except O(uri), for example C(name)
         (required, unique in the list), C(state), C(memory), C(vcpus), C(disks), C(interfaces), C(cloud_init),
         C(graphics), C(tags), C(remove_storage). O(defaults) is merged under every item.
-      - C(graphics.password) and C(cloud_init.user_data) of the items are secrets, as in M(kvmops.virt.kvm_guest):
+      - C(graphics.password) and C(cloud_init.user_data) of the items are secrets, as in M(kvmops.virt.kvm_guest), so
         they never appear in logs, results or diffs.
       - An item's C(wait_for_ip=true) makes the task wait for that guest, as O(wait_for_ip) does for all of them;
         C(wait_timeout) of an item is its timeout for a graceful shutdown.
