@@ -773,7 +773,7 @@ def parse_args(argv):
     if min(args.reps, args.boot_reps, args.guests, args.boot_guests, args.import_small_mib) < 1 or args.import_large_mib <= args.import_small_mib:
         p.error("repetitions, guest counts and import sizes must be positive, and the second import size the larger")
     if 2 in args.only and not os.path.exists(os.path.join(args.image_dir, "base.qcow2")):
-        p.error("workload 2 needs the test image in %s (tests/image/build.sh)" % args.image_dir)
+        p.error("workload 2 needs the test image in %s (tests/integration/image/build.sh)" % args.image_dir)
     return args
 
 

@@ -79,7 +79,7 @@ PY
 fi
 
 # -- test guest image ------------------------------------------------------------
-if [ -x tests/image/build.sh ]; then
-  bash tests/image/build.sh
+if [ -x tests/integration/image/build.sh ]; then
+  bash tests/integration/image/build.sh
 fi
 log "setup complete"

@@ -33,24 +33,29 @@ import time
 
 from ansible_collections.kvmops.virt.plugins.module_utils import _domain_xml as dm
 from ansible_collections.kvmops.virt.plugins.module_utils import _guest_spec as gs
-from ansible_collections.kvmops.virt.plugins.module_utils._addresses import guest_addresses
 from ansible_collections.kvmops.virt.plugins.module_utils._client import flag
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_builder import DomainBuilder
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument, OperationFailed, VirtError
-from ansible_collections.kvmops.virt.plugins.module_utils._guest_ops import POLL, GuestOps, define
 from ansible_collections.kvmops.virt.plugins.module_utils._guest_resolve import CreatedVolume, GuestResolver, unique
 from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size
-from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import volume_xml
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import find_path, parse_xml, to_string
 
 
+# What only some runs need is imported on first use: every module_utils file a
+# run loads is compiled from Ansible's zip file on every task, so a run that
+# changes nothing loads neither the operations on the guest, nor address
+# discovery, nor storage operations (docs/developing.md, "What a module run loads").
 def _storage_ops():
-    # Storage operations are imported on first use: a run that creates, fills
-    # or deletes no volume does not load them (every import costs each task).
     from ansible_collections.kvmops.virt.plugins.module_utils import _storage_ops  # pylint: disable=import-outside-toplevel
 
     return _storage_ops
+
+
+def _guest_ops():
+    from ansible_collections.kvmops.virt.plugins.module_utils import _guest_ops  # pylint: disable=import-outside-toplevel
+
+    return _guest_ops
 
 
 def no_address_error(client, name, timeout):
@@ -91,7 +96,7 @@ class GuestManager(Manager):
 
     def _ops(self):
         """Operations on the guest as it is now (``self.dom`` is set once it is defined)."""
-        return GuestOps(self.client, self.dom, self.name, self.warnings, self.params["wait_timeout"])
+        return _guest_ops().GuestOps(self.client, self.dom, self.name, self.warnings, self.params["wait_timeout"])
 
     # =====================================================================
     # reading
@@ -194,6 +199,8 @@ class GuestManager(Manager):
         iso = build_iso(sp["files"], volume_id="cidata")
         if sp["vol"] is not None:
             ops.delete_volume(self.client, sp["vol"])
+        from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import volume_xml  # pylint: disable=import-outside-toplevel
+
         xml = parse_xml(volume_xml(sp["name"], len(iso), fmt="raw"), what="volume XML")
         find_path(xml, ["target", "permissions", "mode"], create=True).text = "0600"
         vol = ops.create_volume(self.client, sp["pool"], to_string(xml))
@@ -219,7 +226,7 @@ class GuestManager(Manager):
         self.act(what, self._define)
 
     def _define(self):
-        self.dom = define(self.client, self.name, self.final.to_xml())
+        self.dom = _guest_ops().define(self.client, self.name, self.final.to_xml())
         self.defined = True
 
     # -- live changes ---------------------------------------------------------
@@ -435,7 +442,7 @@ class GuestManager(Manager):
                 return
             if time.time() >= deadline:
                 break
-            time.sleep(POLL)
+            time.sleep(_guest_ops().POLL)
         raise no_address_error(self.client, self.name, timeout)
 
     # =====================================================================
@@ -548,4 +555,6 @@ class GuestManager(Manager):
         }
 
     def _addresses(self, use_agent=True):
+        from ansible_collections.kvmops.virt.plugins.module_utils._addresses import guest_addresses  # pylint: disable=import-outside-toplevel
+
         return guest_addresses(self.client, self.dom, self.name, self.started_at, use_agent)

@@ -25,7 +25,6 @@ from ansible_collections.kvmops.virt.plugins.module_utils._client import flag, i
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_devices import interfaces_needing_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument, VirtError
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size, parse_memory_mib, parse_size
-from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import FILE_POOL_TYPES, PoolXML, VolumeXML, volume_xml
 from ansible_collections.kvmops.virt.plugins.module_utils._validate import check_name, is_hostname_label, normalize_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import parse_xml
 
@@ -42,6 +41,13 @@ def _storage_ops():
     from ansible_collections.kvmops.virt.plugins.module_utils import _storage_ops  # pylint: disable=import-outside-toplevel
 
     return _storage_ops
+
+
+def _storage_xml():
+    # The pool and volume models: only for guests whose disks name pools or volumes.
+    from ansible_collections.kvmops.virt.plugins.module_utils import _storage_xml  # pylint: disable=import-outside-toplevel
+
+    return _storage_xml
 
 
 def _cloudinit():
@@ -367,7 +373,7 @@ class GuestResolver:
         return pool
 
     def _pool_model(self, pool):
-        return PoolXML.from_xml(self.client.call("reading storage pool '%s'" % pool.name(), pool.XMLDesc, 0))
+        return _storage_xml().PoolXML.from_xml(self.client.call("reading storage pool '%s'" % pool.name(), pool.XMLDesc, 0))
 
     def lookup_volume(self, pool, name):
         vol = self.client.lookup_volume(pool, name)
@@ -469,7 +475,7 @@ class GuestResolver:
             if not pool.isActive():
                 continue
             model = self._pool_model(pool)
-            if model.type in FILE_POOL_TYPES and model.path and os.path.normpath(model.path) == parent:
+            if model.type in _storage_xml().FILE_POOL_TYPES and model.path and os.path.normpath(model.path) == parent:
                 return pool, pool.name()
         raise InvalidArgument(opt + ".path", "'%s' does not exist, and no active storage pool holds the directory '%s' to create "
                               "it in; create the pool first (kvmops.virt.storage_pool) or use pool and volume" % (path, parent))
@@ -478,12 +484,12 @@ class GuestResolver:
         """A disk to create from ``size`` (or as an overlay of ``backing_volume``)."""
         _storage_ops().check_volume_name(vol_name, opt + ".volume")
         model = self._pool_model(pool)
-        fmt = d.get("format") or ("qcow2" if model.type in FILE_POOL_TYPES else "raw")
-        if fmt not in ("raw",) and model.type not in FILE_POOL_TYPES:
+        fmt = d.get("format") or ("qcow2" if model.type in _storage_xml().FILE_POOL_TYPES else "raw")
+        if fmt not in ("raw",) and model.type not in _storage_xml().FILE_POOL_TYPES:
             raise InvalidArgument(opt + ".format", "'%s' pools hold raw volumes only; use format: raw" % model.type)
         backing_path = backing_format = None
         if d.get("backing_volume"):
-            if model.type not in FILE_POOL_TYPES:
+            if model.type not in _storage_xml().FILE_POOL_TYPES:
                 raise InvalidArgument(opt + ".backing_volume", "overlays need a pool of files (dir, fs, netfs); '%s' is a '%s' pool"
                                       % (pool_name, model.type))
             fmt = "qcow2"
@@ -494,11 +500,12 @@ class GuestResolver:
                 raise InvalidArgument(opt + ".size", "an overlay cannot be smaller than its backing volume: %s < %s (%s)"
                                       % (human_size(size), human_size(backing_capacity), backing_path))
         path = os.path.join(model.path or "/", vol_name)
-        xml = volume_xml(vol_name, size, fmt=fmt, backing_path=backing_path, backing_format=backing_format,
-                         allocation_bytes=0 if model.type in FILE_POOL_TYPES else None)
+        file_pool = model.type in _storage_xml().FILE_POOL_TYPES
+        xml = _storage_xml().volume_xml(vol_name, size, fmt=fmt, backing_path=backing_path, backing_format=backing_format,
+                                        allocation_bytes=0 if file_pool else None)
         ds.path = dm.norm_path(path)
         ds.default_format = fmt
-        ds.source_type = "file" if model.type in FILE_POOL_TYPES else "block"
+        ds.source_type = "file" if model.type in _storage_xml().FILE_POOL_TYPES else "block"
         ds.user.setdefault("size", human_size(size))
         cv = CreatedVolume(opt, pool, pool_name, vol_name, xml, ds.path, size, backing_path)
         self.to_create.append(cv)
@@ -597,7 +604,7 @@ class GuestResolver:
         _storage_ops().check_volume_name(vol_name, "name")
         vol = self.lookup_volume(pool, vol_name)
         model = self._pool_model(pool)
-        if model.type not in FILE_POOL_TYPES:
+        if model.type not in _storage_xml().FILE_POOL_TYPES:
             raise InvalidArgument(option, "the seed ISO needs a pool of files (dir, fs, netfs); '%s' is a '%s' pool" % (pool_name, model.type))
         path = self.client.call("reading volume '%s'" % vol_name, vol.path) if vol is not None else os.path.join(model.path or "/", vol_name)
         seed = gs.SeedSpec(pool_name, vol_name, path, digest, per_file)
@@ -664,7 +671,7 @@ class GuestResolver:
                 continue
             for vol in vols:
                 try:
-                    model = VolumeXML.from_xml(vol.XMLDesc(0))
+                    model = _storage_xml().VolumeXML.from_xml(vol.XMLDesc(0))
                 except Exception:  # pylint: disable=broad-except
                     continue
                 if model.backing_path and dm.norm_path(model.backing_path) == path:
