@@ -355,8 +355,33 @@ class Bench:
             defined = [d.name() for d in self.connect().listAllDomains(0) if d.name() in names]
             if len(defined) != n:
                 raise BenchError("kvm_guests defined %d of %d guests" % (len(defined), n))
+            inventory = self.inventory_list("%sw5-*" % self.prefix, n)
+            self.record("w5.inventory.%d" % n, inventory)
             self.remove_guests()
-            self.log("  N=%d: %s" % (n, fmt_s(data["play"])))
+            self.log("  N=%d: %s; inventory plugin over them %s" % (n, fmt_s(data["play"]), fmt_s(inventory)))
+
+    def inventory_list(self, pattern, expected):
+        """Wall time of ``ansible-inventory --list`` with the libvirt_guests plugin over the guests matching ``pattern``.
+
+        The plugin lists the guests once, reads the states, persistence and autostart in a few calls for all of
+        them and each network's leases once; what remains per guest is its XML (the guests here are defined, not
+        running, so no address is read)."""
+        config = os.path.join(self.tmp, "w5.libvirt_guests.yml")
+        with open(config, "w", encoding="utf-8") as fh:
+            json.dump({"plugin": "kvmops.virt.libvirt_guests", "uris": ["qemu:///system"], "names": [pattern], "states": ["all"]}, fh)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env.update(ANSIBLE_CONFIG=os.path.join(BENCH, "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=self.collections_path,
+                   ANSIBLE_INVENTORY_ENABLED="kvmops.virt.libvirt_guests", ANSIBLE_NOCOLOR="1")
+        cmd = [os.path.join(os.path.dirname(self.ansible_playbook), "ansible-inventory"), "-i", config, "--list"]
+        start = time.monotonic()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+        wall = time.monotonic() - start
+        if proc.returncode != 0:
+            raise BenchError("ansible-inventory failed (exit %d): %s" % (proc.returncode, proc.stderr[-2000:]))
+        hosts = [h for h in json.loads(proc.stdout).get("_meta", {}).get("hostvars", {}) if h.startswith(self.prefix)]
+        if len(hosts) != expected:
+            raise BenchError("the inventory plugin listed %d of %d guests" % (len(hosts), expected))
+        return wall
 
     # -- workload 2: deploy booting guests up to their leases -----------------
     def w2(self):
@@ -570,6 +595,9 @@ class Bench:
                 mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
                 slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
                 derived.update(w5_slope_per_guest=slope, w5_intercept=my - slope * mx)
+            for size in scale:
+                if "w5.inventory.%d" % size in med:
+                    derived["w5_inventory_%d" % size] = med["w5.inventory.%d" % size]
             rss = med.get("w5.rss_kib.%d" % scale[-1])
             if rss:
                 target("kvm_guests module peak RSS at %d guests <= 150 MiB" % scale[-1], rss / 1024.0, T_FLEET_RSS_MIB, "MiB",
@@ -666,6 +694,14 @@ class Bench:
                 lines.append("  kvm_guest here minus the before copy, per guest: define %+.1f ms, re-run %+.1f ms"
                              % (1000 * (derived["kvm_guest_define_per_guest"] - derived["before_define_per_guest"]),
                                 1000 * (derived["kvm_guest_rerun_per_guest"] - derived["before_rerun_per_guest"])))
+            scale = sorted(int(k.rsplit("_", 1)[1]) for k in derived if k.startswith("w5_per_guest_"))
+            for size in scale:
+                lines.append("  kvm_guests, %4d guests: %s per guest%s" % (
+                    size, fmt_s(derived["w5_per_guest_%d" % size]),
+                    "; inventory plugin over them (ansible-inventory --list): %s" % fmt_s(derived["w5_inventory_%d" % size])
+                    if "w5_inventory_%d" % size in derived else ""))
+            if "w5_slope_per_guest" in derived:
+                lines.append("  kvm_guests slope %s per guest, intercept %s" % (fmt_s(derived["w5_slope_per_guest"]), fmt_s(derived["w5_intercept"])))
             if "physical_floor" in derived:
                 lines.append("  role converge of %d guests vs the physical floor (one task + %d x raw defineXML = %s): %.1fx (no pass mark)"
                              % (n, n, fmt_s(derived["physical_floor"]), derived["role_vs_physical_floor"]))

@@ -124,6 +124,41 @@ def ordered_addresses(interfaces, prefer_ipv4=True):
     return usable_addresses([a for iface in interfaces for a in iface.get("addresses") or []], prefer_ipv4)
 
 
+class LeaseReplies:
+    """The ``lease`` source for many guests, with each network's DHCP leases read once.
+
+    :meth:`reply` answers what ``virDomainInterfaceAddresses(..., SRC_LEASE)``
+    answers for one running guest (libvirt looks up the leases of each
+    ``type='network'`` interface by MAC; the key is the host-side interface
+    name), built from the leases of its networks read on first use. A guest
+    whose network cannot be read that way (missing, or a driver without
+    ``virNetworkGetDHCPLeases``) is asked on its own, as before.
+    """
+
+    def __init__(self, client):
+        self.networks = _NetworkLeases(client, with_duration=False)
+        self.single_queries = 0   # guests that needed their own virDomainInterfaceAddresses call
+
+    def reply(self, dom, domain):
+        """``{ifname: {"hwaddr", "addrs"}}`` of the running guest ``dom`` (its live ``Domain``), or None."""
+        reply = {}
+        for nic in domain.interfaces:
+            if nic.type != "network":
+                continue
+            mac = (nic.normalized_mac() or "").lower()
+            entry = self.networks.get(nic.source_network)
+            if entry is None or not mac:
+                self.single_queries += 1
+                return interface_addresses(dom, "lease")
+            leases = entry[0].get(mac)
+            if leases:
+                reply[nic.target_dev or mac] = {
+                    "hwaddr": mac,
+                    "addrs": [{"type": lease.get("type"), "addr": lease.get("ipaddr"), "prefix": lease.get("prefix")} for lease in leases],
+                }
+        return reply
+
+
 # -- kvm_guest and kvm_guests: {mac: [addresses]} ------------------------------------
 def guest_addresses(client, dom, name, started_at=None, use_agent=True):
     """``{mac: [addresses]}`` from DHCP leases, the guest agent and the ARP table.
@@ -183,8 +218,9 @@ def _add_address(found, mac, ip):
 class _NetworkLeases:
     """The DHCP leases and lease duration of each libvirt network, read on first use."""
 
-    def __init__(self, client):
+    def __init__(self, client, with_duration=True):
         self.client = client
+        self.with_duration = with_duration
         self._leases = {}
 
     def get(self, net_name):
@@ -197,7 +233,7 @@ class _NetworkLeases:
                     by_mac = {}
                     for lease in net.DHCPLeases(None, 0) or []:
                         by_mac.setdefault((lease.get("mac") or "").lower(), []).append(lease)
-                    entry = (by_mac, lease_duration(net))
+                    entry = (by_mac, lease_duration(net) if self.with_duration else None)
                 except Exception:  # pylint: disable=broad-except
                     entry = None
             self._leases[net_name] = entry
