@@ -70,11 +70,12 @@ def no_address_error(client, name, timeout):
 class GuestManager(Manager):
     """Plans and applies ``kvmops.virt.kvm_guest``."""
 
-    def __init__(self, module, client):
+    def __init__(self, module, client, host_guests=None):
+        """``host_guests``: a shared ``_host_guests.HostGuests`` (kvm_guests), else the resolver reads its own."""
         super().__init__(module, client)
         self.name = self.params["name"]
         self.state = self.params["state"]
-        self.resolver = GuestResolver(client, self.params, self.warnings)
+        self.resolver = GuestResolver(client, self.params, self.warnings, host_guests)
         self.dom = None
         self.actual = None        # persistent definition (Domain)
         self.live = None          # live definition of an active guest (Domain)

@@ -25,6 +25,7 @@ before Ansible logs the invocation or validates anything (:class:`FleetModule`).
 
 from __future__ import annotations
 
+import functools
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -37,6 +38,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils._errors import Invalid
 from ansible_collections.kvmops.virt.plugins.module_utils._guest import GuestManager, no_address_error
 from ansible_collections.kvmops.virt.plugins.module_utils._guest_args import guest_options
 from ansible_collections.kvmops.virt.plugins.module_utils._guest_ops import POLL
+from ansible_collections.kvmops.virt.plugins.module_utils._host_guests import HostGuests
 from ansible_collections.kvmops.virt.plugins.module_utils._module import converge, require_libraries
 
 
@@ -125,6 +127,10 @@ class GuestFleet:
         self.check_mode = module.check_mode
         self.runs = []
         self.warnings = []
+        # The host's guests, read at most once for the whole list (new MACs, MAC and disk path checks):
+        # every item's manager gets this one instance, and it is refreshed for each guest changed here.
+        self.host_guests = HostGuests(client)
+        self.manager_cls = functools.partial(GuestManager, host_guests=self.host_guests)
 
     # -- input ---------------------------------------------------------------------
     def validate(self):
@@ -150,7 +156,7 @@ class GuestFleet:
             wait = params["state"] == "running" and (self.params["wait_for_ip"] or params["wait_for_ip"])
             run = GuestRun(index, params, wait)
             try:
-                GuestManager(_GuestModule(params, self.check_mode), self.client).resolver.validate()
+                self.manager_cls(_GuestModule(params, self.check_mode), self.client).resolver.validate()
             except InvalidArgument as e:
                 errors.append("%s: %s" % (label, e.msg))
                 continue
@@ -165,10 +171,14 @@ class GuestFleet:
     # -- converge ------------------------------------------------------------------
     def converge(self, run):
         try:
-            run.manager, run.result = converge(_GuestModule(run.params, self.check_mode), GuestManager, self.client)
+            run.manager, run.result = converge(_GuestModule(run.params, self.check_mode), self.manager_cls, self.client)
         except VirtError as e:
             run.error = e
+            if not self.check_mode:
+                self.host_guests.refresh(run.name)  # it may have changed before it failed
             return
+        if run.result.get("changed") and not self.check_mode:
+            self.host_guests.refresh(run.name)
         for warning in run.result.pop("warnings", []):
             self.warnings.append("%s: %s" % (run.label, warning))
 

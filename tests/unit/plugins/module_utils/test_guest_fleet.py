@@ -125,3 +125,34 @@ def test_item_secrets_reads_raw_items():
     found = item_secrets({"defaults": {"graphics": {"password": "p1"}},
                           "guests": [{"cloud_init": {"user_data": {"a": ["u1", {"b": "u2"}]}}}, "junk", {"graphics": "junk"}]})
     assert found == {"p1", "u1", "u2"}
+
+
+def test_the_hosts_guests_are_read_once_for_the_whole_list(conn, capsys, monkeypatch):
+    # New interfaces without a MAC and user-given MACs each need every guest's MACs: one read for all items.
+    from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient
+
+    reads = []
+    original = LibvirtClient.domain_xmls
+
+    def counting(self, *args, **kwargs):
+        reads.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(LibvirtClient, "domain_xmls", counting)
+    nic = [{"network": "default"}]
+    guests = [{"name": "uf-mac%d" % i, "interfaces": nic} for i in range(6)]
+    guests.append({"name": "uf-macuser", "interfaces": [{"network": "default", "mac": "52:54:00:aa:bb:01"}]})
+    guests.append({"name": "uf-macdup", "interfaces": [{"network": "default", "mac": "52:54:00:aa:bb:01"}]})
+    for check in (True, False):
+        reads[:] = []
+        result, _o = run(capsys, {"defaults": DEFAULTS, "guests": guests}, check=check)
+        assert not result.get("failed"), result.get("msg")
+        assert len(reads) == 1
+    macs = [conn.lookupByName("uf-mac%d" % i).XMLDesc(0).split("mac address='")[1][:17] for i in range(6)]
+    assert len(set(macs)) == 6
+    # The second guest with the same MAC is warned about the first one, defined earlier in the same run.
+    # (ansible-core 2.19+ returns warnings as structured events: search their text.)
+    assert "guests[7] (uf-macdup): interfaces[0].mac: 52:54:00:aa:bb:01 is also used by guest 'uf-macuser'" in json.dumps(result.get("warnings"))
+    reads[:] = []
+    again, _o = run(capsys, {"defaults": DEFAULTS, "guests": guests})
+    assert again["changed"] is False
