@@ -45,6 +45,8 @@ T_RERUN_FACTOR = 1.1       # idempotent re-run per guest <= 1.1 x per-task floor
 T_MINIMAL_FACTOR = 1.1     # kvm_guest define and re-run <= 1.1 x the minimal libvirt-python module (issue 21)
 T_ROLE_SPEEDUP = 2.0       # kvm_guests role >= 2x faster than the serial community.libvirt playbook
 T_RSS_MIB = 80.0           # module peak RSS
+T_FLEET_FACTOR = 3.0       # kvm_guests role converge (and re-run) of N guests <= 3 x (one ping task + N raw defineXML) (issue 17)
+T_FLEET_RSS_MIB = 150.0    # kvm_guests module peak RSS at the largest scale
 T_RSS_FLAT_MIB = 4.0       # import peak RSS at the large size minus at the small size
 
 WRAPPER = '''#!{python}
@@ -339,6 +341,48 @@ class Bench:
                 self.remove_guests()
             self.log("  repetition %d/%d done" % (rep + 1, reps))
 
+    # -- workload 5: the kvm_guests module at scale -----------------------------
+    def w5(self):
+        sizes = self.args.scale
+        self.log("workload 5: define N guests with one kvm_guests task, N = %s" % ", ".join(map(str, sizes)))
+        for n in sizes:
+            names = ["%sw5-%03d" % (self.prefix, i) for i in range(n)]
+            data = self.playbook("w5_module.yml", {"bench_guests": names, "bench_memory": "64MiB"}, rss=True)
+            self.record("w5.define.%d" % n, data["play"])
+            entries = [e for e in self.read_rss() if e["module"] == "kvm_guests"]
+            if entries:
+                self.record("w5.rss_kib.%d" % n, max(e["maxrss_kib"] for e in entries))
+            defined = [d.name() for d in self.connect().listAllDomains(0) if d.name() in names]
+            if len(defined) != n:
+                raise BenchError("kvm_guests defined %d of %d guests" % (len(defined), n))
+            inventory = self.inventory_list("%sw5-*" % self.prefix, n)
+            self.record("w5.inventory.%d" % n, inventory)
+            self.remove_guests()
+            self.log("  N=%d: %s; inventory plugin over them %s" % (n, fmt_s(data["play"]), fmt_s(inventory)))
+
+    def inventory_list(self, pattern, expected):
+        """Wall time of ``ansible-inventory --list`` with the libvirt_guests plugin over the guests matching ``pattern``.
+
+        The plugin lists the guests once, reads the states, persistence and autostart in a few calls for all of
+        them and each network's leases once; what remains per guest is its XML (the guests here are defined, not
+        running, so no address is read)."""
+        config = os.path.join(self.tmp, "w5.libvirt_guests.yml")
+        with open(config, "w", encoding="utf-8") as fh:
+            json.dump({"plugin": "kvmops.virt.libvirt_guests", "uris": ["qemu:///system"], "names": [pattern], "states": ["all"]}, fh)
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        env.update(ANSIBLE_CONFIG=os.path.join(BENCH, "ansible.cfg"), ANSIBLE_COLLECTIONS_PATH=self.collections_path,
+                   ANSIBLE_INVENTORY_ENABLED="kvmops.virt.libvirt_guests", ANSIBLE_NOCOLOR="1")
+        cmd = [os.path.join(os.path.dirname(self.ansible_playbook), "ansible-inventory"), "-i", config, "--list"]
+        start = time.monotonic()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL, check=False)
+        wall = time.monotonic() - start
+        if proc.returncode != 0:
+            raise BenchError("ansible-inventory failed (exit %d): %s" % (proc.returncode, proc.stderr[-2000:]))
+        hosts = [h for h in json.loads(proc.stdout).get("_meta", {}).get("hostvars", {}) if h.startswith(self.prefix)]
+        if len(hosts) != expected:
+            raise BenchError("the inventory plugin listed %d of %d guests" % (len(hosts), expected))
+        return wall
+
     # -- workload 2: deploy booting guests up to their leases -----------------
     def w2(self):
         n = self.args.boot_guests
@@ -525,15 +569,40 @@ class Bench:
             if "w1.kvm_guest_before.define" in med:
                 derived.update(before_define_per_guest=med["w1.kvm_guest_before.define"] / n,
                                before_rerun_per_guest=med["w1.kvm_guest_before.rerun"] / n)
-            if "w1.role.define" in med:
-                physical = floor_task + n * raw_guest
-                derived.update(role_define_per_guest=med["w1.role.define"] / n, role_rerun_per_guest=med["w1.role.rerun"] / n,
-                               physical_floor=physical, role_vs_physical_floor=med["w1.role.define"] / physical)
+        if {"w1.floor.define", "w1.raw.define", "w1.role.define"} <= med.keys():
+            floor_task, raw_guest = med["w1.floor.define"] / n, med["w1.raw.define"] / n
+            physical = floor_task + n * raw_guest
+            derived.update(role_define_per_guest=med["w1.role.define"] / n, role_rerun_per_guest=med["w1.role.rerun"] / n,
+                           physical_floor=physical, role_vs_physical_floor=med["w1.role.define"] / physical)
+            rd, rr = med["w1.role.define"], med["w1.role.rerun"]
+            target("kvm_guests role converge of %d guests <= 3 x (one ping task + %d raw defineXML)" % (n, n), rd,
+                   T_FLEET_FACTOR * physical, "s", rd <= T_FLEET_FACTOR * physical, "%.2fx of the physical floor" % (rd / physical))
+            rerun_changed = max(self.figures.get("w1.role.rerun_changed", [0]))
+            target("kvm_guests role re-run <= 3 x the physical floor, changed=0", rr, T_FLEET_FACTOR * physical, "s",
+                   rr <= T_FLEET_FACTOR * physical and rerun_changed == 0,
+                   "%.2fx of the physical floor, changed=%d" % (rr / physical, rerun_changed))
         if {"w2.role.deploy", "w2.community.deploy"} <= med.keys():
             role, comm = med["w2.role.deploy"], med["w2.community.deploy"]
             target("kvm_guests role >= 2x faster than the serial community.libvirt playbook (workload 2)", comm / role,
                    T_ROLE_SPEEDUP, "x", comm / role >= T_ROLE_SPEEDUP, "role %s, community.libvirt %s" % (fmt_s(role), fmt_s(comm)))
-        peaks = {m: max(v) / 1024.0 for m, v in self.rss.items() if m != "ping"}
+        scale = sorted(int(k.rsplit(".", 1)[1]) for k in med if k.startswith("w5.define."))
+        if scale:
+            for size in scale:
+                derived["w5_per_guest_%d" % size] = med["w5.define.%d" % size] / size
+            if len(scale) > 1:
+                xs = scale
+                ys = [med["w5.define.%d" % size] for size in scale]
+                mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+                slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+                derived.update(w5_slope_per_guest=slope, w5_intercept=my - slope * mx)
+            for size in scale:
+                if "w5.inventory.%d" % size in med:
+                    derived["w5_inventory_%d" % size] = med["w5.inventory.%d" % size]
+            rss = med.get("w5.rss_kib.%d" % scale[-1])
+            if rss:
+                target("kvm_guests module peak RSS at %d guests <= 150 MiB" % scale[-1], rss / 1024.0, T_FLEET_RSS_MIB, "MiB",
+                       rss / 1024.0 <= T_FLEET_RSS_MIB, "%.1f MiB" % (rss / 1024.0))
+        peaks = {m: max(v) / 1024.0 for m, v in self.rss.items() if m not in ("ping", "kvm_guests")}
         if peaks:
             worst = max(peaks, key=peaks.get)
             target("module peak RSS <= 80 MiB", peaks[worst], T_RSS_MIB, "MiB", peaks[worst] <= T_RSS_MIB,
@@ -625,6 +694,14 @@ class Bench:
                 lines.append("  kvm_guest here minus the before copy, per guest: define %+.1f ms, re-run %+.1f ms"
                              % (1000 * (derived["kvm_guest_define_per_guest"] - derived["before_define_per_guest"]),
                                 1000 * (derived["kvm_guest_rerun_per_guest"] - derived["before_rerun_per_guest"])))
+            scale = sorted(int(k.rsplit("_", 1)[1]) for k in derived if k.startswith("w5_per_guest_"))
+            for size in scale:
+                lines.append("  kvm_guests, %4d guests: %s per guest%s" % (
+                    size, fmt_s(derived["w5_per_guest_%d" % size]),
+                    "; inventory plugin over them (ansible-inventory --list): %s" % fmt_s(derived["w5_inventory_%d" % size])
+                    if "w5_inventory_%d" % size in derived else ""))
+            if "w5_slope_per_guest" in derived:
+                lines.append("  kvm_guests slope %s per guest, intercept %s" % (fmt_s(derived["w5_slope_per_guest"]), fmt_s(derived["w5_intercept"])))
             if "physical_floor" in derived:
                 lines.append("  role converge of %d guests vs the physical floor (one task + %d x raw defineXML = %s): %.1fx (no pass mark)"
                              % (n, n, fmt_s(derived["physical_floor"]), derived["role_vs_physical_floor"]))
@@ -708,6 +785,7 @@ def parse_args(argv):
     p.add_argument("--only", default="1,2,3,4", help="comma-separated workloads to run (default 1,2,3,4)")
     p.add_argument("--guests", type=int, help="N of workload 1 (default 50; --quick 5)")
     p.add_argument("--boot-guests", type=int, help="N of workload 2 (default 4; --quick 2)")
+    p.add_argument("--scale", default="10,50,200,500", help="guest counts of workload 5 (default 10,50,200,500)")
     p.add_argument("--variants", default="", help="comma-separated variant names to run, e.g. kvm_guest,floor,raw (default all)")
     p.add_argument("--base-gib", type=int, default=10, help="size of the overlay's base volume in GiB (default 10, thin)")
     p.add_argument("--import-mib", default=None, help="small,large import sizes in MiB (default 256,1024; --quick 16,64)")
@@ -718,8 +796,9 @@ def parse_args(argv):
         args.only = {int(w) for w in args.only.split(",") if w.strip()}
     except ValueError:
         p.error("--only takes workload numbers, e.g. 1,3")
-    if not args.only or not args.only <= {1, 2, 3, 4}:
-        p.error("--only takes workload numbers from 1 to 4")
+    if not args.only or not args.only <= {1, 2, 3, 4, 5}:
+        p.error("--only takes workload numbers from 1 to 5")
+    args.scale = [int(x) for x in args.scale.split(",") if x.strip()]
     q = args.quick
     args.reps = args.reps or (1 if q else 3)
     args.boot_reps = args.boot_reps or (1 if q else 3)

@@ -178,7 +178,42 @@ def ordered_addresses(interfaces, prefer_ipv4=True):
     return usable_addresses([a for iface in interfaces for a in iface.get("addresses") or []], prefer_ipv4)
 
 
-# -- kvm_guest: {mac: [addresses]} ------------------------------------------------
+class LeaseReplies:
+    """The ``lease`` source for many guests, with each network's DHCP leases read once.
+
+    :meth:`reply` answers what ``virDomainInterfaceAddresses(..., SRC_LEASE)``
+    answers for one running guest (libvirt looks up the leases of each
+    ``type='network'`` interface by MAC; the key is the host-side interface
+    name), built from the leases of its networks read on first use. A guest
+    whose network cannot be read that way (missing, or a driver without
+    ``virNetworkGetDHCPLeases``) is asked on its own, as before.
+    """
+
+    def __init__(self, client):
+        self.networks = _NetworkLeases(client, with_duration=False)
+        self.single_queries = 0   # guests that needed their own virDomainInterfaceAddresses call
+
+    def reply(self, dom, domain):
+        """``{ifname: {"hwaddr", "addrs"}}`` of the running guest ``dom`` (its live ``Domain``), or None."""
+        reply = {}
+        for nic in domain.interfaces:
+            if nic.type != "network":
+                continue
+            mac = (nic.normalized_mac() or "").lower()
+            entry = self.networks.get(nic.source_network)
+            if entry is None or not mac:
+                self.single_queries += 1
+                return interface_addresses(dom, "lease")
+            leases = entry[0].get(mac)
+            if leases:
+                reply[nic.target_dev or mac] = {
+                    "hwaddr": mac,
+                    "addrs": [{"type": lease.get("type"), "addr": lease.get("ipaddr"), "prefix": lease.get("prefix")} for lease in leases],
+                }
+        return reply
+
+
+# -- kvm_guest and kvm_guests: {mac: [addresses]} ------------------------------------
 def guest_addresses(client, dom, name, started_at=None, use_agent=True):
     """``{mac: [addresses]}`` from DHCP leases, the guest agent and the ARP table.
 
@@ -186,52 +221,96 @@ def guest_addresses(client, dom, name, started_at=None, use_agent=True):
     was obtained after the start (a lease from the previous boot is still valid
     for a while), and the ARP table, which may hold entries from that boot, is not used.
     """
-    found = {}
-    if dom is None or not dom.isActive():
-        return found
+    return guests_addresses(client, [(name, dom, started_at)], use_agent)[name]
 
-    def add(mac, ip):
-        if not ip or ip.startswith("fe80:") or ip.startswith("169.254.") or ip.startswith("127.") or ip == "::1":
-            return
-        lst = found.setdefault((mac or "").lower(), [])
-        if ip not in lst:
-            lst.append(ip)
 
-    try:
-        live = Domain.from_xml(client.call("reading guest '%s'" % name, dom.XMLDesc, flag("VIR_DOMAIN_XML_SECURE")))
-    except VirtError:
-        live = None
-    for mac, ip in _lease_addresses(client, live, started_at):
-        add(mac, ip)
-    sources = []
-    if use_agent and live is not None and agent_connected(live):
-        sources.append("agent")
-    if started_at is None:
-        sources.append("arp")
-    nic_networks = {}
-    if live is not None:
-        for nic in live.interfaces:
-            kind, net_name = nic.source
-            nic_networks[nic.normalized_mac()] = net_name if kind == "network" else None
-    subnets = None
-    for source in sources:
-        if source == "arp" and subnets is None:
-            subnets = network_subnets(client)
-        for _ifname, info in (interface_addresses(dom, source) or {}).items():
-            for addr in info.get("addrs") or []:
-                if source == "arp":
-                    # a guest answers ARP for any address: only its own network's addresses count
-                    nets = subnets.get(nic_networks.get((info.get("hwaddr") or "").lower()) or "") or []
-                    try:
-                        if not _inside(addr.get("addr") or "", nets):
+def guests_addresses(client, guests, use_agent=True):
+    """``{name: {mac: [addresses]}}`` of many guests: ``guests`` is a list of ``(name, dom, started_at)``.
+
+    Each network's DHCP leases (and its lease duration) are read once for all
+    the guests, not once per guest; the agent and ARP are asked per guest, as
+    :func:`guest_addresses` describes.
+    """
+    result = {}
+    lives = {}
+    for name, dom, _started in guests:
+        result[name] = {}
+        if dom is None or not dom.isActive():
+            continue
+        try:
+            lives[name] = Domain.from_xml(client.call("reading guest '%s'" % name, dom.XMLDesc, flag("VIR_DOMAIN_XML_SECURE")))
+        except VirtError:
+            lives[name] = None
+    networks = _NetworkLeases(client)
+    subnets = None  # each network's subnets, read once when ARP is asked
+    for name, dom, started_at in guests:
+        if name not in lives:
+            continue
+        found = result[name]
+        live = lives[name]
+        for mac, ip in _lease_addresses(networks, live, started_at):
+            _add_address(found, mac, ip)
+        sources = []
+        if use_agent and live is not None and agent_connected(live):
+            sources.append("agent")
+        if started_at is None:
+            sources.append("arp")
+        nic_networks = {}
+        if live is not None:
+            for nic in live.interfaces:
+                kind, net_name = nic.source
+                nic_networks[nic.normalized_mac()] = net_name if kind == "network" else None
+        for source in sources:
+            if source == "arp" and subnets is None:
+                subnets = network_subnets(client)
+            for _ifname, info in (interface_addresses(dom, source) or {}).items():
+                for addr in info.get("addrs") or []:
+                    if source == "arp":
+                        # a guest answers ARP for any address: only its own network's addresses count
+                        nets = subnets.get(nic_networks.get((info.get("hwaddr") or "").lower()) or "") or []
+                        try:
+                            if not _inside(addr.get("addr") or "", nets):
+                                continue
+                        except ValueError:
                             continue
-                    except ValueError:
-                        continue
-                add(info.get("hwaddr"), addr.get("addr"))
-    return found
+                    _add_address(found, info.get("hwaddr"), addr.get("addr"))
+    return result
 
 
-def _lease_addresses(client, live, started_at):
+def _add_address(found, mac, ip):
+    if not ip or ip.startswith("fe80:") or ip.startswith("169.254.") or ip.startswith("127.") or ip == "::1":
+        return
+    lst = found.setdefault((mac or "").lower(), [])
+    if ip not in lst:
+        lst.append(ip)
+
+
+class _NetworkLeases:
+    """The DHCP leases and lease duration of each libvirt network, read on first use."""
+
+    def __init__(self, client, with_duration=True):
+        self.client = client
+        self.with_duration = with_duration
+        self._leases = {}
+
+    def get(self, net_name):
+        """``(leases by MAC, lease duration)``, or None when the network is missing or unreadable."""
+        if net_name not in self._leases:
+            entry = None
+            net = self.client.lookup_network(net_name)
+            if net is not None:
+                try:
+                    by_mac = {}
+                    for lease in net.DHCPLeases(None, 0) or []:
+                        by_mac.setdefault((lease.get("mac") or "").lower(), []).append(lease)
+                    entry = (by_mac, lease_duration(net) if self.with_duration else None)
+                except Exception:  # pylint: disable=broad-except
+                    entry = None
+            self._leases[net_name] = entry
+        return self._leases[net_name]
+
+
+def _lease_addresses(networks, live, started_at):
     """(mac, ip) of the DHCP leases libvirt's networks hold for the guest's interfaces."""
     out = []
     for nic in [] if live is None else live.interfaces:
@@ -239,15 +318,11 @@ def _lease_addresses(client, live, started_at):
         mac = nic.normalized_mac()
         if kind != "network" or not mac:
             continue
-        net = client.lookup_network(net_name)
-        if net is None:
+        entry = networks.get(net_name)
+        if entry is None:
             continue
-        try:
-            leases = net.DHCPLeases(mac, 0)
-        except Exception:  # pylint: disable=broad-except
-            continue
-        duration = lease_duration(net)
-        for lease in leases or []:
+        by_mac, duration = entry
+        for lease in by_mac.get(mac.lower(), []):
             if started_at is not None and lease.get("expirytime"):
                 obtained = lease["expirytime"] - duration
                 if obtained < started_at - 2:

@@ -58,14 +58,24 @@ def _guest_ops():
     return _guest_ops
 
 
+def no_address_error(client, name, timeout):
+    """The failure of a guest that had no address within ``wait_timeout`` (kvm_guest and kvm_guests)."""
+    return OperationFailed(
+        "wait_for_ip: guest '%s' is running, but none of its interfaces had an address after %d s "
+        "(sources: DHCP leases, guest agent, ARP); raise wait_timeout, or check the guest's network" % (name, timeout),
+        uri=client.uri, option="wait_for_ip",
+    )
+
+
 class GuestManager(Manager):
     """Plans and applies ``kvmops.virt.kvm_guest``."""
 
-    def __init__(self, module, client):
+    def __init__(self, module, client, host_guests=None):
+        """``host_guests``: a shared ``_host_guests.HostGuests`` (kvm_guests), else the resolver reads its own."""
         super().__init__(module, client)
         self.name = self.params["name"]
         self.state = self.params["state"]
-        self.resolver = GuestResolver(client, self.params, self.warnings)
+        self.resolver = GuestResolver(client, self.params, self.warnings, host_guests)
         self.dom = None
         self.actual = None        # persistent definition (Domain)
         self.live = None          # live definition of an active guest (Domain)
@@ -469,11 +479,7 @@ class GuestManager(Manager):
             if time.time() >= deadline:
                 break
             time.sleep(_guest_ops().POLL)
-        raise OperationFailed(
-            "wait_for_ip: guest '%s' is running, but none of its interfaces had an address after %d s "
-            "(sources: DHCP leases, guest agent, ARP); raise wait_timeout, or check the guest's network" % (self.name, timeout),
-            uri=self.client.uri, option="wait_for_ip",
-        )
+        raise no_address_error(self.client, self.name, timeout)
 
     # =====================================================================
     # result

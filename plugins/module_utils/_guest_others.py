@@ -24,15 +24,19 @@ def _storage_ops():
 
 
 class OtherGuests:
-    """Needs ``self.client``, ``self.name``, ``self.warnings`` and ``self.resolve_volume_path``."""
+    """Needs ``self.client``, ``self.name``, ``self.warnings``, ``self.host_guests`` (a
+    :class:`_host_guests.HostGuests`) and ``self.resolve_volume_path``."""
 
     def _guests(self, exclude=None, both=False):
         """``(name, Domain)`` of every guest of the host but ``exclude`` (unreadable ones are skipped).
 
         With ``both``, a running guest is yielded twice: its persistent
         definition (the next boot) and its live one (what runs now)."""
-        xml_flags = flag("VIR_DOMAIN_XML_INACTIVE", 2) if both else 0
-        for name, xml in self.client.domain_xmls(xml_flags=xml_flags, exclude=exclude):
+        if not both:
+            # the host's guests as read once for the run (shared by every item of a kvm_guests run)
+            yield from self.host_guests.items(exclude=exclude)
+            return
+        for name, xml in self.client.domain_xmls(xml_flags=flag("VIR_DOMAIN_XML_INACTIVE", 2), exclude=exclude):
             try:
                 yield name, dm.Domain.from_xml(xml)
             except Exception:  # pylint: disable=broad-except

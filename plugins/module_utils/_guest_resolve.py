@@ -26,6 +26,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils._client import flag, i
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_devices import interfaces_needing_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument, VirtError
 from ansible_collections.kvmops.virt.plugins.module_utils._guest_others import OtherGuests
+from ansible_collections.kvmops.virt.plugins.module_utils._host_guests import HostGuests
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size, parse_memory_mib, parse_size
 from ansible_collections.kvmops.virt.plugins.module_utils._validate import check_name, is_hostname_label, normalize_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import parse_xml
@@ -79,10 +80,12 @@ class CreatedVolume:
 class GuestResolver(OtherGuests):
     """Validates ``kvm_guest``'s parameters and resolves them into a :class:`GuestSpec`."""
 
-    def __init__(self, client, params, warnings):
+    def __init__(self, client, params, warnings, host_guests=None):
         self.client = client
         self.params = params
         self.warnings = warnings
+        # The other guests of the host, read once (kvm_guests shares one HostGuests for all its items).
+        self.host_guests = host_guests if host_guests is not None else HostGuests(client)
         self.name = params["name"]
         self.state = params["state"]
         self.actual = None        # persistent definition (Domain), set by resolve()
@@ -602,23 +605,18 @@ class GuestResolver(OtherGuests):
             mac = normalize_mac(n["mac"], opt + ".mac") if n.get("mac") else None
             spec.interfaces.append(gs.NicSpec(i, kind, source, n.get("model"), mac))
 
-    def _host_macs(self):
-        macs = set()
-        for _name, model in self._guests():
-            macs.update(n.normalized_mac() for n in model.interfaces if n.mac)
-        return macs
-
     def _new_macs(self, count):
         """``count`` MACs no guest of the host uses."""
         if not count:
             return []  # most runs need no new MAC; reading every guest's XML costs each task O(guests)
-        used = self._host_macs()
+        used = self.host_guests.macs()
         macs = []
         while len(macs) < count:
             mac = "52:54:00:%02x:%02x:%02x" % (random.randint(0, 255), random.randint(0, 255), random.randint(0, 255))
             if mac not in used:
                 used.add(mac)
                 macs.append(mac)
+        self.host_guests.reserved_macs.update(macs)
         return macs
 
     def volume_paths_of(self, domain):

@@ -24,6 +24,7 @@ import re
 
 from ansible_collections.kvmops.virt.plugins.module_utils import _domain_xml as dm
 from ansible_collections.kvmops.virt.plugins.module_utils._addresses import (
+    LeaseReplies,
     interface_addresses,
     merge_addresses,
     missing_addresses,
@@ -31,7 +32,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils._addresses import (
     ordered_addresses,
     usable_addresses,
 )
-from ansible_collections.kvmops.virt.plugins.module_utils._client import libvirt, uri_host
+from ansible_collections.kvmops.virt.plugins.module_utils._client import flag, libvirt, uri_host
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import NotFound, VirtError
 
 # The namespace kvm_guest keeps its <metadata> in (tags are read through _domain_xml.GuestMetadata).
@@ -72,7 +73,11 @@ def parse_domain(xml, resolve_volume=None):
     ``guest.disks``, plus what an inventory needs (see the plugin's documentation).
     ``resolve_volume(pool, volume)`` gives the path of a ``type='volume'`` disk.
     """
-    domain = dm.Domain.from_xml(xml)
+    return domain_facts(dm.Domain.from_xml(xml), resolve_volume)
+
+
+def domain_facts(domain, resolve_volume=None):
+    """:func:`parse_domain` of a parsed ``Domain``."""
     interfaces = dm.interface_facts(domain)
     for nic in interfaces:
         nic.update({"addresses": [], "address_source": None})
@@ -109,17 +114,26 @@ def collect(client, sources, warn=None):
     ``sources``: address sources to ask, in order (see :func:`_addresses.address_sources`).
     ``warn``: called with a message for a guest that could not be read.
     Raises the client's typed errors when the hypervisor cannot be listed.
+
+    What is the same question for every guest is asked once for all of them:
+    one listing of the guests, one of the running, persistent and autostarted
+    ones, one ``getAllDomainStats`` for the states, and each network's DHCP
+    leases once (:class:`_addresses.LeaseReplies`). Per guest remain its XML
+    (libvirt has no call for many) and, for a running guest whose interfaces
+    the leases leave without an address, the ARP table and the guest agent.
     """
     conn = client.conn
     with client.errors("reading the host name"):
         hostname = conn.getHostname()
-    domains = client.list_domains()  # the handles, not just the XML: state, addresses and autostart are read per guest
+    domains = client.list_domains()
+    facts = _listing_facts(client, domains)
     guests = []
     resolve_volume = _volume_resolver(client)
     subnets = network_subnets(client)
+    leases = LeaseReplies(client)
     for dom in domains:
         try:
-            guest = _read_guest(client, dom, sources, resolve_volume, subnets)
+            guest = _read_guest(client, dom, sources, resolve_volume, subnets, facts.get(dom.UUIDString()), leases)
         except NotFound:
             continue  # undefined while we were reading it
         except VirtError as e:
@@ -129,6 +143,31 @@ def collect(client, sources, warn=None):
         guests.append(guest)
     guests.sort(key=lambda g: g["name"])
     return {"uri": client.uri, "hostname": hostname, "guests": guests}
+
+
+def _listing_facts(client, domains):
+    """``{uuid: (state, active, persistent, autostart)}`` from a few calls for all guests.
+
+    Empty when the driver cannot answer them (each guest is then asked on its own)."""
+    if not domains:
+        return {}
+    try:
+        def uuids(name):
+            return set(d.UUIDString() for d in client.conn.listAllDomains(flag(name)))
+
+        active = uuids("VIR_CONNECT_LIST_DOMAINS_ACTIVE")
+        persistent = uuids("VIR_CONNECT_LIST_DOMAINS_PERSISTENT")
+        autostart = uuids("VIR_CONNECT_LIST_DOMAINS_AUTOSTART")
+        states = dict(
+            (dom.UUIDString(), stats.get("state.state"))
+            for dom, stats in client.conn.getAllDomainStats(flag("VIR_DOMAIN_STATS_STATE", 1), 0)
+        )
+    except (libvirt.libvirtError, AttributeError, TypeError):
+        return {}
+    return dict(
+        (uuid, (state, uuid in active, uuid in persistent, uuid in autostart))
+        for uuid, state in states.items() if state is not None
+    )
 
 
 def _volume_resolver(client):
@@ -150,19 +189,26 @@ def _volume_resolver(client):
     return resolve
 
 
-def _read_guest(client, dom, sources, resolve_volume=None, subnets=None):
+def _read_guest(client, dom, sources, resolve_volume=None, subnets=None, listed=None, leases=None):
+    """One guest; ``subnets`` are each network's subnets (addresses outside the interface's own
+    network are refused), ``listed`` its ``(state, active, persistent, autostart)`` from
+    :func:`_listing_facts`, ``leases`` the host's lease replies read once per network."""
     name = dom.name()
     what = "guest '%s'" % name
     with client.errors("reading the definition of %s" % what):
         xml = dom.XMLDesc(0)
-        state, _reason = dom.state(0)
-        active = bool(dom.isActive())
-        persistent = bool(dom.isPersistent())
-        try:
-            autostart = bool(dom.autostart())
-        except libvirt.libvirtError:
-            autostart = None
-    guest = parse_domain(xml, resolve_volume)
+        if listed is not None:
+            state, active, persistent, autostart = listed
+        else:
+            state, _reason = dom.state(0)
+            active = bool(dom.isActive())
+            persistent = bool(dom.isPersistent())
+            try:
+                autostart = bool(dom.autostart())
+            except libvirt.libvirtError:
+                autostart = None
+    domain = dm.Domain.from_xml(xml)
+    guest = domain_facts(domain, resolve_volume)
     guest.update(
         {
             "state": dm.STATE_NAMES.get(state, "running"),
@@ -173,13 +219,14 @@ def _read_guest(client, dom, sources, resolve_volume=None, subnets=None):
         }
     )
     if active and guest["interfaces"]:
-        replies = []
         for source in sources:
             if not missing_addresses(guest["interfaces"]):
                 break
-            reply = interface_addresses(dom, source)
-            replies.append((source, reply))
-            merge_addresses(guest["interfaces"], replies[-1:], subnets if subnets is not None else {})
+            if source == "lease" and leases is not None:
+                reply = leases.reply(dom, domain)
+            else:
+                reply = interface_addresses(dom, source)
+            merge_addresses(guest["interfaces"], [(source, reply)], subnets if subnets is not None else {})
     return guest
 
 

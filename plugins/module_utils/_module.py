@@ -147,16 +147,23 @@ class Manager:
 CONFLICT_ATTEMPTS = 4
 
 
-def run_managed(module, manager_cls, client):
+def converge(module, manager_cls, client):
     """Plan and apply with a fresh manager; when another client created the
     object or changed its state first (``Conflict``), read the state again and
-    converge from there, a few times."""
+    converge from there, a few times. Returns the manager and its result."""
     for attempt in range(1, CONFLICT_ATTEMPTS):
+        manager = manager_cls(module, client)
         try:
-            return manager_cls(module, client).run()
+            return manager, manager.run()
         except Conflict:
             time.sleep(0.2 * attempt)
-    return manager_cls(module, client).run()  # the last attempt: a Conflict now is the error
+    manager = manager_cls(module, client)
+    return manager, manager.run()  # the last attempt: a Conflict now is the error
+
+
+def run_managed(module, manager_cls, client):
+    """The result of :func:`converge`."""
+    return converge(module, manager_cls, client)[1]
 
 
 def run_module(module, manager_cls, need_libvirt=True):

@@ -521,72 +521,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.kvmops.virt.plugins.module_utils._module import argument_spec, refuse_nul_arguments, run_module
 from ansible_collections.kvmops.virt.plugins.module_utils._guest import GuestManager
-from ansible_collections.kvmops.virt.plugins.module_utils._guest_resolve import DISK_FORMATS
-
-DISK_OPTIONS = dict(
-    pool=dict(type="str"),
-    volume=dict(type="str"),
-    path=dict(type="str"),
-    size=dict(type="raw"),
-    backing_volume=dict(type="str"),
-    format=dict(type="str", choices=list(DISK_FORMATS)),
-    device=dict(type="str", choices=["disk", "cdrom"], default="disk"),
-    bus=dict(type="str", choices=["virtio", "sata", "scsi", "ide"]),
-    target=dict(type="str"),
-)
-
-INTERFACE_OPTIONS = dict(
-    network=dict(type="str"),
-    bridge=dict(type="str"),
-    direct=dict(type="str"),
-    model=dict(type="str"),
-    mac=dict(type="str"),
-)
+from ansible_collections.kvmops.virt.plugins.module_utils._guest_args import guest_options
 
 
 def main():
     refuse_nul_arguments()
-    module = AnsibleModule(
-        argument_spec=argument_spec(
-            name=dict(type="str", required=True),
-            state=dict(type="str", default="running", choices=["present", "running", "shutdown", "paused", "absent"]),
-            memory=dict(type="raw"),
-            max_memory=dict(type="raw"),
-            vcpus=dict(type="int"),
-            max_vcpus=dict(type="int"),
-            virt_type=dict(type="str", choices=["kvm", "qemu"]),
-            machine=dict(type="str"),
-            cpu_mode=dict(type="str", choices=["host-passthrough", "host-model", "custom", "maximum"]),
-            cpu_model=dict(type="str"),
-            firmware=dict(type="str", choices=["bios", "uefi"]),
-            secure_boot=dict(type="bool"),
-            boot=dict(type="dict", options=dict(kernel=dict(type="str"), initrd=dict(type="str"), cmdline=dict(type="str"))),
-            disks=dict(type="list", elements="dict", options=DISK_OPTIONS,
-                       mutually_exclusive=[("path", "pool"), ("path", "volume")], required_together=[("pool", "volume")]),
-            interfaces=dict(type="list", elements="dict", options=INTERFACE_OPTIONS,
-                            mutually_exclusive=[("network", "bridge", "direct")], required_one_of=[("network", "bridge", "direct")]),
-            cloud_init=dict(type="dict", options=dict(
-                user_data=dict(type="raw", no_log=True),
-                meta_data=dict(type="dict"),
-                network_config=dict(type="raw"),
-                pool=dict(type="str"),
-            )),
-            console_log=dict(type="path"),
-            graphics=dict(type="dict", options=dict(
-                type=dict(type="str", required=True, choices=["none", "vnc", "spice"]),
-                listen=dict(type="str"),
-                password=dict(type="str", no_log=True),
-            )),
-            autostart=dict(type="bool"),
-            tags=dict(type="list", elements="str"),
-            xml=dict(type="str"),
-            wait_for_ip=dict(type="bool", default=False),
-            wait_timeout=dict(type="int", default=300),
-            force=dict(type="bool", default=False),
-            remove_storage=dict(type="bool", default=False),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=argument_spec(**guest_options()), supports_check_mode=True)
     run_module(module, GuestManager)
 
 

@@ -25,8 +25,14 @@ LAYERS = [
     ("xml models", ["_domain_xml", "_network_xml", "_storage_xml", "_caps_xml"]),
     ("pure logic", ["_guest_spec", "_domain_devices", "_domain_builder", "_network_spec", "_network_edit",
                     "_cloudinit", "_iso9660"]),
-    ("shared operations", ["_storage_ops", "_guest_ops", "_addresses", "_guest_others", "_guest_resolve"]),
+    # _guest_args: kvm_guest's argument spec, shared by kvm_guest and kvm_guests (it takes DISK_FORMATS from
+    # _guest_resolve, so it sits with it).
+    ("shared operations", ["_storage_ops", "_guest_ops", "_addresses", "_guest_others", "_guest_resolve", "_guest_args",
+                           "_host_guests"]),
     ("managers", ["_guest", "_network", "_pool", "_volume", "_hostcaps", "_inventory"]),
+    # Batch runners drive one manager over a list of items in one module run (kvm_guests applies GuestManager
+    # per guest); they sit above the managers so that no manager imports another.
+    ("batch runners", ["_guest_fleet"]),
 ]
 MANAGERS = dict(LAYERS)["managers"]
 LAYER_OF = dict((name, index) for index, (_layer, names) in enumerate(LAYERS) for name in names)
