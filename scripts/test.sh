@@ -3,7 +3,7 @@
 # shellcheck disable=SC2317
 # Set everything up and run the kvmops.virt test suite.
 #   scripts/test.sh                 all stages
-#   scripts/test.sh STAGE [ARGS]    one stage: changelog lint sanity units pytest integration reliability molecule docs dist
+#   scripts/test.sh STAGE [ARGS]    one stage: changelog lint sanity units pytest integration reliability molecule lab docs dist
 # Integration stages use the live qemu:///system daemon on this machine.
 set -uo pipefail
 
@@ -146,6 +146,21 @@ stage_molecule() {
   record molecule "$passed" "$failed"
 }
 
+stage_lab() {
+  # A second, real host: a Debian 12 guest with systemd reached over SSH (tests/lab/run.sh).
+  # One record per check ("lab-check: PASS|FAIL <name>"), so each can fail alone.
+  local log="$LOGDIR/lab.log" t0=$SECONDS
+  bash tests/lab/run.sh "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]} name result n=0
+  while read -r result name; do
+    n=$((n + 1))
+    if [ "$result" = PASS ]; then record "lab:$name" 1 0; else record "lab:$name" 0 1; fi
+  done < <(sed -n 's/^lab-check: \(PASS\|FAIL\) \([a-z_]*\).*/\1 \2/p' "$log")
+  [ "$rc" -ne 0 ] && ! grep -q '^lab-check: FAIL' "$log" && record lab 0 1
+  [ "$n" -eq 0 ] && [ "$rc" -eq 0 ] && record lab 0 1
+  echo "lab stage: $((SECONDS - t0)) s"
+}
+
 stage_docs() {
   [ -x scripts/build-docs.sh ] || { record docs 0 0; return; }
   if bash scripts/build-docs.sh; then record docs 1 0; else record docs 0 1; fi
@@ -163,7 +178,7 @@ stage_dist() {
 }
 
 main() {
-  ALL_STAGES=(changelog lint sanity units pytest integration reliability molecule docs dist)
+  ALL_STAGES=(changelog lint sanity units pytest integration reliability molecule lab docs dist)
   if [ $# -gt 0 ]; then
     stage="$1"; shift
     "stage_$stage" "$@"
