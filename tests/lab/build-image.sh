@@ -122,10 +122,14 @@ printf '127.0.0.1 localhost\n127.0.1.1 lab\n' >"$ROOT/etc/hosts"
 : >"$ROOT/etc/machine-id"   # a new machine id on first boot
 rm -f "$ROOT"/etc/ssh/ssh_host_*  # cloud-init makes this host's keys
 printf 'auto lo\niface lo inet loopback\nsource /etc/network/interfaces.d/*\n' >"$ROOT/etc/network/interfaces"
+echo LANG=C.UTF-8 >"$ROOT/etc/default/locale"
 mkdir -p "$ROOT/etc/cloud/cloud.cfg.d"
 cat >"$ROOT/etc/cloud/cloud.cfg.d/90-kvmops-lab.cfg" <<'EOF'
 # kvmops.virt lab image: NoCloud seed only; the root has no partition table.
 datasource_list: [NoCloud, None]
+# The image has no `locales` package: keep the C.UTF-8 of /etc/default/locale
+# (cloud-init's default en_US.UTF-8 would fail to generate).
+locale: C.UTF-8
 growpart:
   mode: "off"
 resize_rootfs: false
