@@ -111,15 +111,14 @@ uris: ["qemu+ssh://labops@$address/system?keyfile=$TMP/id_ed25519&no_verify=1&no
 states: [all]
 strict: true
 YAML
-  ansible-inventory -i "$TMP/lab.libvirt_guests.yml" --list >"$TMP/inv.json" || return 1
-  python3 - "$TMP/inv.json" "$PREFIX-inner" "$address" <<'PY'
+  ansible-inventory -i "$TMP/lab.libvirt_guests.yml" --list | python3 "$LAB/inventory_host.py" "$PREFIX-inner" >"$TMP/inner.json" ||
+    return 1
+  python3 - "$TMP/inner.json" "$address" <<'PY'
 import json, sys
-inv, name, address = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3]
-host = inv["_meta"]["hostvars"].get(name)
-assert host, "guest %s not listed: %s" % (name, sorted(inv["_meta"]["hostvars"]))
+host, address = json.load(open(sys.argv[1])), sys.argv[2]
 assert host["libvirt_memory_mb"] == 384 and host["libvirt_state"] == "shutdown", host
 assert address in host["libvirt_uri"] and host["libvirt_tags"] == ["lab"], host
-print("listed", name, "from", host["libvirt_uri"])
+print("listed", host["libvirt_name"], "from", host["libvirt_uri"])
 PY
 }
 check remote_guest play "$LAB/remote.yml" --tags define && check remote_inventory remote_inventory
