@@ -145,7 +145,7 @@ KVER=$(find "$ROOT/boot" -maxdepth 1 -name 'vmlinuz-*' -printf '%f\n' | sed 's/^
 [[ -n $KVER && -s $ROOT/boot/initrd.img-$KVER ]] || die "no kernel/initramfs in the image's /boot"
 cp "$ROOT/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
 cp "$ROOT/boot/initrd.img-$KVER" "$WORK/initrd.img"
-(cd "$ROOT/srv/kvmops-repo" && ls -- *.deb | sed 's/_.*//' | sort) >"$WORK/repo.txt"
+find "$ROOT/srv/kvmops-repo" -maxdepth 1 -name '*.deb' -printf '%f\n' | sed 's/_.*//' | sort >"$WORK/repo.txt"
 [[ -s $WORK/repo.txt ]] || die "the local repository is empty"
 for p in "${REPO_PACKAGES[@]}"; do grep -qx "$p" "$WORK/repo.txt" || die "$p is not in the local repository"; done
 
