@@ -42,6 +42,7 @@ GIB = 1024 * MIB
 # Targets of issue 8.
 T_DEFINE_FACTOR = 1.2      # kvm_guest per guest <= 1.2 x (per-task floor + raw defineXML)
 T_RERUN_FACTOR = 1.1       # idempotent re-run per guest <= 1.1 x per-task floor
+T_MINIMAL_FACTOR = 1.1     # kvm_guest define and re-run <= 1.1 x the minimal libvirt-python module (issue 21)
 T_ROLE_SPEEDUP = 2.0       # kvm_guests role >= 2x faster than the serial community.libvirt playbook
 T_RSS_MIB = 80.0           # module peak RSS
 T_RSS_FLAT_MIB = 4.0       # import peak RSS at the large size minus at the small size
@@ -109,7 +110,11 @@ class Bench:
         self.network = self.prefix + "net"
         self.bridge = ("kb%d" % self.pid)[:15]
         self.subnet = None
-        self.bytecode_cache = os.path.join(self.tmp, "bytecode")
+        # KBENCH_BEFORE_COLLECTIONS_PATH: another copy of kvmops.virt (e.g. a git worktree of an
+        # older commit under .../ansible_collections/kvmops/virt), measured as variant kvm_guest_before.
+        self.before_collections_path = os.environ.get("KBENCH_BEFORE_COLLECTIONS_PATH")
+        # Commits before the module_utils redesign kept a bytecode cache; give it this run's own directory.
+        self.before_bytecode_cache = os.path.join(self.tmp, "before-bytecode")
         self.rss_log = os.path.join(self.tmp, "rss.jsonl")
         self.wrapper = os.path.join(self.tmp, "python-rss")
         with open(self.wrapper, "w", encoding="utf-8") as fh:
@@ -139,11 +144,9 @@ class Bench:
             json.dump(extra, fh)
         # The module processes inherit this environment (local connection). Give
         # them what a managed node reached over SSH has: no PYTHONDONTWRITEBYTECODE
-        # from a developer's shell, and kvmops.virt's bytecode cache in this run's
-        # own directory, so that every run starts with a cold cache.
+        # from a developer's shell.
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env.update(
-            KVMOPS_VIRT_BYTECODE_CACHE=self.bytecode_cache,
             ANSIBLE_CONFIG=os.path.join(BENCH, "ansible.cfg"),
             ANSIBLE_CALLBACK_PLUGINS=os.path.join(BENCH, "callback_plugins"),
             ANSIBLE_COLLECTIONS_PATH=self.collections_path,
@@ -290,7 +293,9 @@ class Bench:
             "kvm_guests_defaults": {"state": "present", "virt_type": "qemu", "memory": "%dMiB" % memory_mib, "vcpus": 1},
         }
         template = self.jinja.get_template("w1_guest.xml.j2")
-        variants = self.pick(["floor", "raw", "minimal", "kvm_guest", "kvm_guest_nocache", "role", "community"])
+        variants = self.pick(["floor", "raw", "minimal", "kvm_guest", "kvm_guest_before", "role", "community"])
+        if not self.before_collections_path:
+            variants = [v for v in variants if v != "kvm_guest_before"]
         self.log("workload 1: define %d guests, then re-run; %d repetitions of %s" % (n, reps, ", ".join(variants)))
         for rep in range(reps):
             order = variants[rep % len(variants):] + variants[:rep % len(variants)]
@@ -314,11 +319,14 @@ class Bench:
                     conn.close()
                     self.record("w1.raw.rerun", time.monotonic() - start)
                 else:
-                    book = {"minimal": "w1_minimal.yml", "kvm_guest": "w1_kvm_guest.yml", "kvm_guest_nocache": "w1_kvm_guest.yml",
+                    book = {"minimal": "w1_minimal.yml", "kvm_guest": "w1_kvm_guest.yml", "kvm_guest_before": "w1_kvm_guest.yml",
                             "role": "w1_role.yml", "community": "w1_community.yml"}[variant]
                     extra = dict(common, **role_vars) if variant == "role" else common
-                    # kvm_guest as it ran before the module_utils bytecode cache existed.
-                    env_extra = {"KVMOPS_VIRT_BYTECODE_CACHE": "off"} if variant == "kvm_guest_nocache" else None
+                    # kvm_guest from the other copy of the collection, as it ran there.
+                    env_extra = None
+                    if variant == "kvm_guest_before":
+                        env_extra = {"ANSIBLE_COLLECTIONS_PATH": self.before_collections_path,
+                                     "KVMOPS_VIRT_BYTECODE_CACHE": self.before_bytecode_cache}
                     first = self.playbook(book, extra, env_extra=env_extra)
                     second = self.playbook(book, extra, env_extra=env_extra)
                     self.record("w1.%s.define" % variant, first["play"])
@@ -508,9 +516,15 @@ class Bench:
             if "w1.minimal.define" in med:
                 derived.update(minimal_define_per_guest=med["w1.minimal.define"] / n,
                                minimal_rerun_per_guest=med["w1.minimal.rerun"] / n)
-            if "w1.kvm_guest_nocache.define" in med:
-                derived.update(nocache_define_per_guest=med["w1.kvm_guest_nocache.define"] / n,
-                               nocache_rerun_per_guest=med["w1.kvm_guest_nocache.rerun"] / n)
+                md, mr = med["w1.minimal.define"], med["w1.minimal.rerun"]
+                kd, kr = med["w1.kvm_guest.define"], med["w1.kvm_guest.rerun"]
+                target("kvm_guest define <= 1.1 x the minimal libvirt module", kd, T_MINIMAL_FACTOR * md, "s",
+                       kd <= T_MINIMAL_FACTOR * md, "%.2fx of the minimal module" % (kd / md))
+                target("kvm_guest re-run <= 1.1 x the minimal libvirt module", kr, T_MINIMAL_FACTOR * mr, "s",
+                       kr <= T_MINIMAL_FACTOR * mr, "%.2fx of the minimal module" % (kr / mr))
+            if "w1.kvm_guest_before.define" in med:
+                derived.update(before_define_per_guest=med["w1.kvm_guest_before.define"] / n,
+                               before_rerun_per_guest=med["w1.kvm_guest_before.rerun"] / n)
             if "w1.role.define" in med:
                 physical = floor_task + n * raw_guest
                 derived.update(role_define_per_guest=med["w1.role.define"] / n, role_rerun_per_guest=med["w1.role.rerun"] / n,
@@ -545,13 +559,13 @@ class Bench:
             ("w1.raw.define", "1 define", "raw libvirt-python defineXML x N", n),
             ("w1.minimal.define", "1 define", "minimal libvirt-python module (bench only)", n),
             ("w1.kvm_guest.define", "1 define", "kvmops.virt.kvm_guest loop", n),
-            ("w1.kvm_guest_nocache.define", "1 define", "kvm_guest loop, bytecode cache off", n),
+            ("w1.kvm_guest_before.define", "1 define", "kvm_guest loop, the before copy", n),
             ("w1.role.define", "1 define", "kvmops.virt.kvm_guests role", n),
             ("w1.community.define", "1 define", "community.libvirt virt define loop", n),
             ("w1.raw.rerun", "1 re-run", "raw lookupByName + XMLDesc x N", n),
             ("w1.minimal.rerun", "1 re-run", "minimal libvirt-python module (bench only)", n),
             ("w1.kvm_guest.rerun", "1 re-run", "kvmops.virt.kvm_guest loop", n),
-            ("w1.kvm_guest_nocache.rerun", "1 re-run", "kvm_guest loop, bytecode cache off", n),
+            ("w1.kvm_guest_before.rerun", "1 re-run", "kvm_guest loop, the before copy", n),
             ("w1.role.rerun", "1 re-run", "kvmops.virt.kvm_guests role", n),
             ("w1.community.rerun", "1 re-run", "community.libvirt virt define loop", n),
             ("w2.role.deploy", "2 deploy", "kvmops.virt.kvm_guests role", nb),
@@ -596,7 +610,7 @@ class Bench:
             lines.append("derived (from the medians):")
             for key in ("floor_per_task", "raw_define_per_guest", "raw_rerun_per_guest", "minimal_define_per_guest",
                         "minimal_rerun_per_guest", "kvm_guest_define_per_guest", "kvm_guest_rerun_per_guest",
-                        "nocache_define_per_guest", "nocache_rerun_per_guest", "role_define_per_guest", "role_rerun_per_guest"):
+                        "before_define_per_guest", "before_rerun_per_guest", "role_define_per_guest", "role_rerun_per_guest"):
                 if key in derived:
                     lines.append("  %-28s %s" % (key, fmt_s(derived[key])))
             if "minimal_rerun_per_guest" in derived:
@@ -607,10 +621,10 @@ class Bench:
                 lines.append("  kvm_guest over the minimal libvirt module, per guest: define %+.1f ms, re-run %+.1f ms"
                              % (1000 * (derived["kvm_guest_define_per_guest"] - derived["minimal_define_per_guest"]),
                                 1000 * (derived["kvm_guest_rerun_per_guest"] - derived["minimal_rerun_per_guest"])))
-            if "nocache_rerun_per_guest" in derived:
-                lines.append("  bytecode cache saves per guest: define %.1f ms, re-run %.1f ms"
-                             % (1000 * (derived["nocache_define_per_guest"] - derived["kvm_guest_define_per_guest"]),
-                                1000 * (derived["nocache_rerun_per_guest"] - derived["kvm_guest_rerun_per_guest"])))
+            if "before_rerun_per_guest" in derived:
+                lines.append("  kvm_guest here minus the before copy, per guest: define %+.1f ms, re-run %+.1f ms"
+                             % (1000 * (derived["kvm_guest_define_per_guest"] - derived["before_define_per_guest"]),
+                                1000 * (derived["kvm_guest_rerun_per_guest"] - derived["before_rerun_per_guest"])))
             if "physical_floor" in derived:
                 lines.append("  role converge of %d guests vs the physical floor (one task + %d x raw defineXML = %s): %.1fx (no pass mark)"
                              % (n, n, fmt_s(derived["physical_floor"]), derived["role_vs_physical_floor"]))
@@ -716,7 +730,7 @@ def parse_args(argv):
     if min(args.reps, args.boot_reps, args.guests, args.boot_guests, args.import_small_mib) < 1 or args.import_large_mib <= args.import_small_mib:
         p.error("repetitions, guest counts and import sizes must be positive, and the second import size the larger")
     if 2 in args.only and not os.path.exists(os.path.join(args.image_dir, "base.qcow2")):
-        p.error("workload 2 needs the test image in %s (tests/image/build.sh)" % args.image_dir)
+        p.error("workload 2 needs the test image in %s (tests/integration/image/build.sh)" % args.image_dir)
     return args
 
 

@@ -35,6 +35,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# -- /dev/kvm for the QEMU user -------------------------------------------------
+# Without udev the device stays root:root 0600; libvirt's QEMU capability cache
+# then flips between "KVM" and "no KVM" and re-probes QEMU on every definition
+# (seconds each). The distribution's udev rule makes it root:kvm 0660.
+if [ -e /dev/kvm ] && getent group kvm >/dev/null && [ "$(stat -c %G:%a /dev/kvm)" != kvm:660 ]; then
+  log "making /dev/kvm root:kvm 0660 (as udev would)"
+  chgrp kvm /dev/kvm && chmod 0660 /dev/kvm
+fi
+
 # -- libvirt daemons ----------------------------------------------------------
 if [ -d /run/systemd/system ]; then
   systemctl enable --now virtlogd.socket libvirtd.service >/dev/null 2>&1 || systemctl start libvirtd
@@ -72,7 +81,7 @@ PY
 fi
 
 # -- test guest image ------------------------------------------------------------
-if [ -x tests/image/build.sh ]; then
-  bash tests/image/build.sh
+if [ -x tests/integration/image/build.sh ]; then
+  bash tests/integration/image/build.sh
 fi
 log "setup complete"

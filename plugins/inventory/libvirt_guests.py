@@ -198,6 +198,7 @@ from ansible.plugins.inventory import BaseInventoryPlugin, Cacheable, Constructa
 from ansible.utils.unsafe_proxy import wrap_var
 
 from ansible_collections.kvmops.virt.plugins.module_utils import _inventory as inv
+from ansible_collections.kvmops.virt.plugins.module_utils._addresses import address_sources
 from ansible_collections.kvmops.virt.plugins.module_utils._client import (
     HAS_LIBVIRT,
     LibvirtClient,
@@ -281,7 +282,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
             # What determines the data read from the hypervisors (and so the cache).
             "source": {
                 "uris": uris,
-                "address_sources": inv.address_sources(source, fallback, agent_allowed=not readonly),
+                "address_sources": address_sources(source, fallback, agent_allowed=not readonly),
                 "readonly": readonly,
             },
             "states": states,

@@ -83,6 +83,12 @@ def resolve_uri(uri):
     return uri or os.environ.get("LIBVIRT_DEFAULT_URI") or DEFAULT_URI
 
 
+def flag(name, default=0):
+    """The libvirt constant ``name``, or ``default`` when this binding lacks it
+    (older libvirt) or is not installed."""
+    return getattr(libvirt, name, default) if libvirt is not None else default
+
+
 def _codes(names):
     if libvirt is None:
         return ()
@@ -228,6 +234,27 @@ class LibvirtClient:
                 option=option,
             )
         return net
+
+    # -- iterating ------------------------------------------------------------
+    def list_domains(self, flags=0, action="listing guests"):
+        """Every guest (``listAllDomains``); ``flags`` such as ``VIR_CONNECT_LIST_DOMAINS_ACTIVE``."""
+        return self.call(action, self.conn.listAllDomains, flags)
+
+    def domain_xmls(self, flags=0, xml_flags=0, exclude=None):
+        """``(name, xml)`` of every guest but ``exclude``, skipping guests that
+        vanish or cannot be read while we list them (another client's work)."""
+        for dom in self.list_domains(flags):
+            try:
+                name = dom.name()
+                if name == exclude:
+                    continue
+                yield name, dom.XMLDesc(xml_flags)
+            except Exception as e:  # pylint: disable=broad-except
+                if libvirt is None or not isinstance(e, libvirt.libvirtError):
+                    raise
+
+    def list_pools(self):
+        return self.call("listing storage pools", self.conn.listAllStoragePools, 0)
 
     # -- host ---------------------------------------------------------------
     def capabilities_xml(self):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import platform
 
+# the capabilities XML is parsed in _caps_xml, which kvm_guest uses too
+from ansible_collections.kvmops.virt.plugins.module_utils._caps_xml import parse_capabilities, parse_domain_capabilities
 from ansible_collections.kvmops.virt.plugins.module_utils._client import HAS_LIBVIRT, is_local_uri
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import ConnectionFailed, InvalidArgument, VirtError
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import HAS_LXML, parse_xml
@@ -177,63 +179,6 @@ def free_disk_mb(path):
     except OSError:
         return None, probe
     return st.f_bavail * st.f_frsize // (1024 * 1024), probe
-
-
-def parse_capabilities(xml, host_arch):
-    """Domain types for ``host_arch`` and the host CPU arch from capabilities XML."""
-    root = parse_xml(xml, "capabilities")
-    arch = root.findtext("./host/cpu/arch") or host_arch
-    types = []
-    machines = []
-    for guest in root.findall("./guest"):
-        guest_arch = guest.find("./arch")
-        if guest_arch is None or guest_arch.get("name") != arch:
-            continue
-        if guest.findtext("./os_type") != "hvm":
-            continue
-        for dom in guest_arch.findall("./domain"):
-            dtype = dom.get("type")
-            if dtype and dtype not in types:
-                types.append(dtype)
-        # Aliases such as "pc" and "q35" name their canonical versioned machine.
-        for machine in guest_arch.findall("./machine"):
-            if machine.text and machine.text not in machines:
-                machines.append(machine.text)
-    return {"arch": arch, "domain_types": types, "machine_types": sorted(machines)}
-
-
-def _enum(node, path):
-    if node is None:
-        return []
-    return [v.text for v in node.findall(path + "/value") if v.text]
-
-
-def parse_domain_capabilities(xml):
-    """Firmware, CPU modes, disk buses, TPM and virtio facts from domcapabilities XML."""
-    root = parse_xml(xml, "domain capabilities")
-    os_node = root.find("./os")
-    loader = root.find("./os/loader")
-    firmware_values = _enum(os_node, "./enum[@name='firmware']")
-    loaders = [v.text for v in loader.findall("./value")] if loader is not None else []
-    uefi = "efi" in firmware_values or any("OVMF" in p or "edk2" in p or "AAVMF" in p for p in loaders)
-    secure = "yes" in _enum(loader, "./enum[@name='secure']")
-    disk = root.find("./devices/disk")
-    buses = _enum(disk, "./enum[@name='bus']")
-    disk_models = _enum(disk, "./enum[@name='model']")
-    tpm = root.find("./devices/tpm")
-    cpu_modes = [m.get("name") for m in root.findall("./cpu/mode") if m.get("supported") == "yes"]
-    models = [m.text for m in root.findall("./cpu/mode[@name='custom']/model") if m.get("usable") == "yes"]
-    return {
-        "machine": root.findtext("./machine"),
-        "emulator": root.findtext("./path"),
-        "max_vcpus": int(root.find("./vcpu").get("max")) if root.find("./vcpu") is not None else None,
-        "firmware": {"uefi": uefi, "secure_boot": bool(uefi and secure), "loaders": loaders},
-        "cpu_modes": cpu_modes,
-        "cpu_models": models,
-        "disk_buses": buses,
-        "tpm": tpm is not None and tpm.get("supported") == "yes",
-        "virtio": "virtio" in buses or "virtio" in disk_models,
-    }
 
 
 def classify(cpu, kvm_ok, domain_types, libvirt_reachable):

@@ -13,35 +13,34 @@ Two halves:
   filters, their host names (:func:`assign_host_names`), their ``libvirt_*``
   variables (:func:`host_vars`) and default groups (:func:`default_groups`).
 
-Domain XML is read with kvm_guest's model (``_domain.Domain``, ``GuestMetadata``),
+Domain XML is read with kvm_guest's model (``_domain_xml.Domain``, ``GuestMetadata``),
 so interfaces, disks and tags mean the same as in kvm_guest's ``guest`` result.
 """
 
 from __future__ import annotations
 
 import fnmatch
-import ipaddress
 import re
 
-from ansible_collections.kvmops.virt.plugins.module_utils import _domain as dm
+from ansible_collections.kvmops.virt.plugins.module_utils import _domain_xml as dm
+from ansible_collections.kvmops.virt.plugins.module_utils._addresses import (
+    interface_addresses,
+    merge_addresses,
+    missing_addresses,
+    ordered_addresses,
+    usable_addresses,
+)
 from ansible_collections.kvmops.virt.plugins.module_utils._client import libvirt, uri_host
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import NotFound, VirtError
 
-# The namespace kvm_guest keeps its <metadata> in (tags are read through _domain.GuestMetadata).
+# The namespace kvm_guest keeps its <metadata> in (tags are read through _domain_xml.GuestMetadata).
 GUEST_METADATA_NS = dm.NS
 
 STATE_CHOICES = ["crashed", "paused", "pmsuspended", "running", "shutdown"]
 # Other spellings accepted by the ``states`` filter.
 STATE_ALIASES = {"shutoff": "shutdown", "shut off": "shutdown", "stopped": "shutdown", "suspended": "pmsuspended"}
 
-ADDRESS_SOURCES = ("lease", "arp", "agent")
 DEFAULT_GROUP_KINDS = ("hypervisor", "state", "network", "tag")
-
-_SOURCE_FLAGS = {
-    "lease": "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE",
-    "agent": "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT",
-    "arp": "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP",
-}
 
 
 def normalize_states(states):
@@ -64,7 +63,7 @@ def normalize_states(states):
     return result
 
 
-# -- the domain XML, through kvm_guest's model (_domain.py) --------------------------------
+# -- the domain XML, through kvm_guest's model (_domain_xml.py) --------------------------------
 def parse_domain(xml, resolve_volume=None):
     """The facts of one guest that come from its XML (no addresses, no state).
 
@@ -102,102 +101,18 @@ def parse_domain(xml, resolve_volume=None):
     }
 
 
-# -- addresses -------------------------------------------------------------------
-def address_sources(primary, fallback=True, agent_allowed=True):
-    """The sources to ask, in order: ``primary``, then (with ``fallback``) the others
-    in the order lease, arp, agent. ``agent`` needs a read-write connection."""
-    order = [primary]
-    if fallback:
-        order += [s for s in ADDRESS_SOURCES if s != primary]
-    return [s for s in order if s != "agent" or agent_allowed]
-
-
-def _normalize_reply(reply):
-    """``virDomainInterfaceAddresses`` output -> {mac: [address dicts]}."""
-    by_mac = {}
-    for ifname, data in (reply or {}).items():
-        mac = (data.get("hwaddr") or "").lower()
-        if not mac:
-            continue
-        for addr in data.get("addrs") or []:
-            text = addr.get("addr")
-            if not text:
-                continue
-            try:
-                ip = ipaddress.ip_address(text.split("%")[0])
-            except ValueError:
-                continue
-            if ip.is_loopback:
-                continue
-            by_mac.setdefault(mac, [])
-            entry = {
-                "address": str(ip),
-                "prefix": addr.get("prefix"),
-                "family": "ipv%d" % ip.version,
-                "guest_interface": ifname,
-            }
-            if entry not in by_mac[mac]:
-                by_mac[mac].append(entry)
-    return by_mac
-
-
-def merge_addresses(interfaces, replies):
-    """Fill each interface's ``addresses`` from the first source that knows its MAC.
-
-    ``replies`` is a list of ``(source, reply)`` in the order the sources were
-    asked; ``reply`` is what ``virDomainInterfaceAddresses`` returned (or None).
-    Addresses are matched to the guest's interfaces by MAC address.
-    """
-    normalized = [(source, _normalize_reply(reply)) for source, reply in replies]
-    for iface in interfaces:
-        if iface["addresses"]:
-            continue
-        for source, by_mac in normalized:
-            found = by_mac.get(iface.get("mac") or "")
-            if found:
-                iface["addresses"] = found
-                iface["address_source"] = source
-                break
-    return interfaces
-
-
-def _missing_addresses(interfaces):
-    return any(not iface["addresses"] for iface in interfaces)
-
-
-def _usable(addresses, prefer_ipv4=True):
-    """Plain addresses without link-local ones, IPv4 first with ``prefer_ipv4``."""
-    result = []
-    for addr in addresses:
-        if ipaddress.ip_address(addr["address"]).is_link_local or addr["address"] in result:
-            continue
-        result.append(addr["address"])
-    if prefer_ipv4:
-        result.sort(key=lambda a: ipaddress.ip_address(a).version != 4)
-    return result
-
-
-def ordered_addresses(interfaces, prefer_ipv4=True):
-    """Every usable address of the guest: interface order, IPv4 first with ``prefer_ipv4``.
-
-    Link-local addresses are left out; ``ansible_host`` is the first one.
-    """
-    return _usable([a for iface in interfaces for a in iface.get("addresses") or []], prefer_ipv4)
-
-
 # -- reading one hypervisor ------------------------------------------------------
 def collect(client, sources, warn=None):
     """Read every guest of the hypervisor behind ``client``.
 
-    ``sources``: address sources to ask, in order (see :func:`address_sources`).
+    ``sources``: address sources to ask, in order (see :func:`_addresses.address_sources`).
     ``warn``: called with a message for a guest that could not be read.
     Raises the client's typed errors when the hypervisor cannot be listed.
     """
     conn = client.conn
     with client.errors("reading the host name"):
         hostname = conn.getHostname()
-    with client.errors("listing guests"):
-        domains = conn.listAllDomains(0)
+    domains = client.list_domains()  # the handles, not just the XML: state, addresses and autostart are read per guest
     guests = []
     resolve_volume = _volume_resolver(client)
     for dom in domains:
@@ -258,24 +173,12 @@ def _read_guest(client, dom, sources, resolve_volume=None):
     if active and guest["interfaces"]:
         replies = []
         for source in sources:
-            if not _missing_addresses(guest["interfaces"]):
+            if not missing_addresses(guest["interfaces"]):
                 break
-            reply = _interface_addresses(dom, source)
+            reply = interface_addresses(dom, source)
             replies.append((source, reply))
             merge_addresses(guest["interfaces"], replies[-1:])
     return guest
-
-
-def _interface_addresses(dom, source):
-    """One source's answer; None when the source has nothing for this guest
-    (no lease, no agent, unsupported by the driver, guest stopped meanwhile)."""
-    flag = getattr(libvirt, _SOURCE_FLAGS[source], None)
-    if flag is None:
-        return None
-    try:
-        return dom.interfaceAddresses(flag, 0)
-    except libvirt.libvirtError:
-        return None
 
 
 # -- filters, names, variables and groups ------------------------------------------
@@ -343,7 +246,7 @@ def host_vars(guest, uri, hypervisor, prefer_ipv4=True):
     for iface in guest["interfaces"]:
         if iface.get("network") and iface["network"] not in networks:
             networks.append(iface["network"])
-        ips = _usable(iface.get("addresses") or [], prefer_ipv4)
+        ips = usable_addresses(iface.get("addresses") or [], prefer_ipv4)
         iface = dict(iface, ips=ips, ip=ips[0] if ips else None)
         interfaces.append(iface)
     variables = {

@@ -1,17 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: kvmops.virt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""libvirt virtual networks: the XML model, input validation and the manager.
+"""The network manager behind the ``virtio_network`` module.
 
-Three layers, top to bottom:
-
-* :class:`NetworkManager` (used by the ``virtio_network`` module) reads the
-  network, compares it with what the user asked for and plans the steps.
-* The *spec* functions turn module parameters (:func:`desired_spec`) and
-  network XML (:func:`actual_spec`) into the same normalized dict, so that
-  comparing the two is a plain ``==`` per option path (:func:`compare`).
-* The XML model (:class:`NetworkXML` and friends) on ``_xml``: parse, edit
-  in place and serialize; elements it does not know are kept untouched.
+:class:`NetworkManager` reads the network through the client, asks
+``_network_spec`` for the desired and actual specs and their differences,
+plans the steps and applies them. The XML model is ``_network_xml``; the
+guests attached to the network are read with the domain model
+(``_domain_xml``).
 
 Changes fall in two kinds. DHCP hosts and DNS host entries are changed with
 libvirt's network update API (``virNetworkUpdate``), live and persistently,
@@ -24,12 +20,11 @@ reports ``restart_required``.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 import time
 
-from ansible_collections.kvmops.virt.plugins.module_utils._client import libvirt
-from ansible_collections.kvmops.virt.plugins.module_utils._common import Manager
+from ansible_collections.kvmops.virt.plugins.module_utils._client import flag
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_xml import Domain, InterfaceDevice
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     Conflict,
     InvalidArgument,
@@ -38,113 +33,29 @@ from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     Refused,
     VirtError,
 )
-from ansible_collections.kvmops.virt.plugins.module_utils._xml import (
-    XMLChildren,
-    XMLObject,
-    XMLProperty,
-    canonical,
-    parse_xml,
-    to_string,
+from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
+from ansible_collections.kvmops.virt.plugins.module_utils._network_edit import apply_spec, build_network, update_ops
+from ansible_collections.kvmops.virt.plugins.module_utils._network_spec import (
+    EMPTY_SPEC,
+    FORWARD_DEV_MODES,
+    MANAGED_BRIDGE_MODES,
+    actual_spec,
+    compare,
+    desired_spec,
+    mode_of,
+    updatable_families,
 )
+from ansible_collections.kvmops.virt.plugins.module_utils._network_xml import NetworkXML
+from ansible_collections.kvmops.virt.plugins.module_utils._validate import check_network_name
+from ansible_collections.kvmops.virt.plugins.module_utils._xml import canonical, parse_xml
 
-MODES = ("nat", "route", "isolated", "open", "bridge", "macvtap")
-# Modes in which libvirt creates (and removes) the bridge device itself.
-MANAGED_BRIDGE_MODES = ("nat", "route", "isolated", "open")
-# Modes that attach guests to a host device libvirt does not manage.
-HOST_DEVICE_MODES = ("bridge", "macvtap")
-# Modes with an optional forward device (`interface`).
-FORWARD_DEV_MODES = ("nat", "route")
-FAMILIES = (("ipv4", 4), ("ipv6", 6))
 STATES = ("present", "active", "inactive", "absent")
 
 # Seconds to wait for a guest to release a hot-unplugged interface.
 DETACH_TIMEOUT = 15.0
 
-
-# ---------------------------------------------------------------------------
-# XML model
-# ---------------------------------------------------------------------------
-class DHCPHostXML(XMLObject):
-    """``<ip><dhcp><host mac= id= name= ip=/>``"""
-
-    TAG = "host"
-    mac = XMLProperty("@mac")
-    duid = XMLProperty("@id")
-    name = XMLProperty("@name")
-    ip = XMLProperty("@ip")
-
-
-class DHCPRangeXML(XMLObject):
-    TAG = "range"
-    start = XMLProperty("@start")
-    end = XMLProperty("@end")
-
-
-class IPXML(XMLObject):
-    """``<ip family= address= prefix= netmask=>`` with its ``<dhcp>``."""
-
-    TAG = "ip"
-    family = XMLProperty("@family")
-    address = XMLProperty("@address")
-    prefix = XMLProperty("@prefix", kind="int")
-    netmask = XMLProperty("@netmask")
-    ranges = XMLChildren(DHCPRangeXML, "./dhcp/range")
-    hosts = XMLChildren(DHCPHostXML, "./dhcp/host")
-
-
-class HostnameXML(XMLObject):
-    TAG = "hostname"
-    value = XMLProperty(".")
-
-
-class DNSHostXML(XMLObject):
-    """``<dns><host ip=><hostname>..</hostname></host>``"""
-
-    TAG = "host"
-    ip = XMLProperty("@ip")
-    hostnames = XMLChildren(HostnameXML, "./hostname")
-
-
-class ForwardInterfaceXML(XMLObject):
-    TAG = "interface"
-    dev = XMLProperty("@dev")
-
-
-class NetworkXML(XMLObject):
-    """A libvirt ``<network>`` definition."""
-
-    TAG = "network"
-    name = XMLProperty("./name")
-    uuid = XMLProperty("./uuid")
-    forward_mode = XMLProperty("./forward/@mode")
-    forward_dev = XMLProperty("./forward/@dev")
-    forward_interfaces = XMLChildren(ForwardInterfaceXML, "./forward/interface")
-    bridge_name = XMLProperty("./bridge/@name")
-    mtu = XMLProperty("./mtu/@size", kind="int")
-    domain_name = XMLProperty("./domain/@name")
-    ips = XMLChildren(IPXML, "./ip")
-    dns_hosts = XMLChildren(DNSHostXML, "./dns/host")
-
-
-class GuestInterfaceXML(XMLObject):
-    """A guest's ``<interface>`` device, as far as network restarts need it."""
-
-    TAG = "interface"
-    type = XMLProperty("@type")
-    mac = XMLProperty("./mac/@address")
-    source_network = XMLProperty("./source/@network")
-    source_portid = XMLProperty("./source/@portid")
-    source_bridge = XMLProperty("./source/@bridge")
-    source_dev = XMLProperty("./source/@dev")
-    source_mode = XMLProperty("./source/@mode")
-    target_dev = XMLProperty("./target/@dev")
-    alias = XMLProperty("./alias/@name")
-
-
-class GuestXML(XMLObject):
-    TAG = "domain"
-    name = XMLProperty("./name")
-    interfaces = XMLChildren(GuestInterfaceXML, "./devices/interface")
+_COMMANDS = {"delete": "VIR_NETWORK_UPDATE_COMMAND_DELETE", "add-last": "VIR_NETWORK_UPDATE_COMMAND_ADD_LAST"}
+_SECTIONS = {"ip-dhcp-host": "VIR_NETWORK_SECTION_IP_DHCP_HOST", "dns-host": "VIR_NETWORK_SECTION_DNS_HOST"}
 
 
 def plug_xml(iface):
@@ -167,733 +78,6 @@ def plug_xml(iface):
     return clean.to_xml()
 
 
-# ---------------------------------------------------------------------------
-# Validation helpers (all raise InvalidArgument naming the option)
-# ---------------------------------------------------------------------------
-_NAME_FORBIDDEN = "<>&'\"/"
-_IFNAME_RE = re.compile(r"^[^/:\s]{1,15}$")
-_MAC_RE = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(?:\1[0-9a-f]{2}){4}$", re.IGNORECASE)
-_DUID_RE = re.compile(r"^[0-9a-f]{2}(?::[0-9a-f]{2})+$", re.IGNORECASE)
-_LABEL_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-
-
-def check_name(name):
-    """A network name libvirt, dnsmasq and the host's file names all accept."""
-    if name is None or not str(name).strip():
-        raise InvalidArgument("name", "must not be empty")
-    bad = sorted({c for c in name if c in _NAME_FORBIDDEN or c.isspace() or ord(c) < 32 or ord(c) == 127})
-    if bad:
-        raise InvalidArgument(
-            "name",
-            "%r contains characters that are not allowed in a network name (%s); "
-            "use letters, digits, '-', '_' and '.'" % (name, " ".join(repr(c) for c in bad)),
-        )
-    if name in (".", ".."):
-        raise InvalidArgument("name", "%r is not a usable network name" % name)
-    return name
-
-
-def check_ifname(option, value):
-    if value is None:
-        return None
-    if not _IFNAME_RE.match(value) or value in (".", ".."):
-        raise InvalidArgument(
-            option, "%r is not a valid Linux network interface name (1 to 15 characters, no '/', ':' or whitespace)" % value
-        )
-    return value
-
-
-def normalize_mac(option, value):
-    text = str(value).strip()
-    if not _MAC_RE.match(text):
-        hint = ""
-        if text.isdigit():
-            hint = " (quote MAC addresses in YAML: an unquoted 52:54:00:11:22:33 is read as a number)"
-        raise InvalidArgument(option, "%r is not a valid MAC address; expected six hex pairs such as 52:54:00:aa:bb:cc%s" % (text, hint))
-    mac = text.lower().replace("-", ":")
-    if int(mac[:2], 16) & 1:
-        raise InvalidArgument(option, "%s is a multicast MAC address; a guest interface needs a unicast one" % mac)
-    return mac
-
-
-def check_hostname(option, value, allow_dots=True):
-    text = str(value).strip().rstrip(".") if value is not None else ""
-    labels = text.split(".") if allow_dots else [text]
-    if not text or len(text) > 253 or not all(_LABEL_RE.match(label) for label in labels):
-        raise InvalidArgument(
-            option, "%r is not a valid host name (letters, digits and '-' in dot-separated labels of at most 63 characters)" % (value,)
-        )
-    return text
-
-
-def _version_word(version):
-    return "IPv%d" % version
-
-
-def parse_gateway(option, value, version):
-    """``10.10.0.1/24`` -> IPv4Interface; the address must be a usable host address."""
-    text = str(value).strip()
-    example = "10.10.0.1/24" if version == 4 else "fd00:10::1/64"
-    if "/" not in text:
-        raise InvalidArgument(option, "%r needs a prefix length, for example %s" % (text, example))
-    try:
-        iface = ipaddress.ip_interface(text)
-    except ValueError:
-        raise InvalidArgument(option, "%r is not a valid %s address with prefix length (CIDR), for example %s" % (text, _version_word(version), example))
-    if iface.version != version:
-        raise InvalidArgument(option, "%s is an %s address; expected an %s one" % (text, _version_word(iface.version), _version_word(version)))
-    net = iface.network
-    max_prefix = 30 if version == 4 else 126
-    if net.prefixlen > max_prefix:
-        raise InvalidArgument(option, "prefix /%d leaves no addresses for guests; use /%d or shorter" % (net.prefixlen, max_prefix))
-    if iface.ip == net.network_address:
-        raise InvalidArgument(
-            option, "%s is the network address of %s; use a host address such as %s/%d" % (iface.ip, net, next(net.hosts()), net.prefixlen)
-        )
-    if version == 4 and iface.ip == net.broadcast_address:
-        raise InvalidArgument(option, "%s is the broadcast address of %s; use a host address" % (iface.ip, net))
-    return iface
-
-
-def parse_address(option, value, version=None):
-    text = str(value).strip()
-    try:
-        addr = ipaddress.ip_address(text)
-    except ValueError:
-        raise InvalidArgument(option, "%r is not a valid IP address" % text)
-    if version is not None and addr.version != version:
-        raise InvalidArgument(option, "%s is an %s address; expected an %s one" % (text, _version_word(addr.version), _version_word(version)))
-    return addr
-
-
-def address_in(option, value, gateway, family):
-    """An address inside the gateway's subnet that a guest can use."""
-    addr = parse_address(option, value, gateway.version)
-    net = gateway.network
-    if addr not in net:
-        raise InvalidArgument(option, "%s is outside the network %s of %s.address %s" % (addr, net, family, gateway))
-    if addr == net.network_address:
-        raise InvalidArgument(option, "%s is the network address of %s" % (addr, net))
-    if gateway.version == 4 and addr == net.broadcast_address:
-        raise InvalidArgument(option, "%s is the broadcast address of %s" % (addr, net))
-    return addr
-
-
-# ---------------------------------------------------------------------------
-# Specs: the normalized form both sides are compared in
-# ---------------------------------------------------------------------------
-# spec = {
-#   "mode": str, "bridge": str|None, "interface": str|None, "mtu": int|None, "domain": str|None,
-#   "ipv4"/"ipv6": None | {"address": "10.0.0.1/24", "dhcp": None|{}|{"start", "end"}|[...], "hosts": None|{key: host}},
-#   "dns_hosts": None | {ip: [hostnames]},
-# }
-# In a desired spec, None means "not specified: leave as it is". A dhcp of {}
-# means "no DHCP range". Hosts are keyed by MAC (IPv4) or DUID (IPv6), else by name.
-
-
-def host_key(host, version):
-    if version == 4:
-        return host.get("mac") or host.get("name")
-    return host.get("id") or host.get("name")
-
-
-def _compact(**values):
-    return {k: v for k, v in values.items() if v is not None}
-
-
-def _ip_spec(option, value, version):
-    if value is None:
-        return None
-    gateway = parse_gateway(option + ".address", value.get("address"), version)
-    net = gateway.network
-    dhcp = value.get("dhcp")
-    dhcp_spec = None
-    if dhcp is not None:
-        start, end = dhcp.get("start"), dhcp.get("end")
-        if start is None and end is None:
-            dhcp_spec = {}
-        elif start is None or end is None:
-            raise InvalidArgument(option + ".dhcp", "set both start and end for a DHCP range, or neither (dhcp: {}) for none")
-        else:
-            first = address_in(option + ".dhcp.start", start, gateway, option)
-            last = address_in(option + ".dhcp.end", end, gateway, option)
-            if first > last:
-                raise InvalidArgument(option + ".dhcp", "start %s comes after end %s; the range must be ordered" % (first, last))
-            if first <= gateway.ip <= last:
-                raise InvalidArgument(
-                    option + ".dhcp", "the range %s - %s includes the gateway %s (%s.address); move the range off it" % (first, last, gateway.ip, option)
-                )
-            dhcp_spec = {"start": str(first), "end": str(last)}
-    hosts = value.get("hosts")
-    hosts_spec = None
-    if hosts is not None:
-        hosts_spec = {}
-        seen = {}
-        for index, host in enumerate(hosts):
-            path = "%s.hosts[%d]" % (option, index)
-            if not isinstance(host, dict):
-                raise InvalidArgument(path, "must be a dictionary with ip and mac or name")
-            addr = address_in(path + ".ip", host.get("ip"), gateway, option)
-            if addr == gateway.ip:
-                raise InvalidArgument(path + ".ip", "%s is the gateway address (%s.address)" % (addr, option))
-            mac = host.get("mac")
-            duid = host.get("id")
-            name = host.get("name")
-            if version == 4:
-                mac = normalize_mac(path + ".mac", mac) if mac is not None else None
-                if duid is not None:
-                    raise InvalidArgument(path + ".id", "a DHCPv6 DUID only applies to ipv6 hosts; identify IPv4 hosts by mac or name")
-                if mac is None and name is None:
-                    raise InvalidArgument(path, "needs a mac or a name to identify the host")
-            else:
-                if mac is not None:
-                    raise InvalidArgument(
-                        path + ".mac", "libvirt identifies IPv6 DHCP hosts by name or id (DHCPv6 DUID), not by MAC address; set name or id instead"
-                    )
-                if duid is not None:
-                    if not _DUID_RE.match(str(duid)):
-                        raise InvalidArgument(path + ".id", "%r is not a DHCPv6 DUID (hex pairs separated by ':')" % (duid,))
-                    duid = str(duid).lower()
-                if duid is None and name is None:
-                    raise InvalidArgument(path, "needs a name or an id (DHCPv6 DUID) to identify the host")
-            if name is not None:
-                name = check_hostname(path + ".name", name, allow_dots=False)
-            entry = _compact(mac=mac, id=duid, name=name, ip=str(addr))
-            for field in ("ip", "mac", "id", "name"):
-                value_ = entry.get(field)
-                if value_ is None:
-                    continue
-                other = seen.get((field, value_.lower()))
-                if other is not None:
-                    raise InvalidArgument(path + "." + field, "duplicate host %s %s (already used by %s)" % (field, value_, other))
-                seen[(field, value_.lower())] = path
-            hosts_spec[host_key(entry, version)] = entry
-    if version == 6 and net.prefixlen < 64 and (dhcp_spec or hosts_spec):
-        raise InvalidArgument(
-            option + ".address", "DHCPv6 needs a prefix length of 64 or longer (dnsmasq refuses /%d); use a /64 network" % net.prefixlen
-        )
-    return {"address": str(gateway), "dhcp": dhcp_spec, "hosts": hosts_spec}
-
-
-def _dns_spec(value):
-    if value is None:
-        return None
-    spec = {}
-    for index, host in enumerate(value):
-        path = "dns_hosts[%d]" % index
-        if not isinstance(host, dict):
-            raise InvalidArgument(path, "must be a dictionary with ip and hostnames")
-        addr = str(parse_address(path + ".ip", host.get("ip")))
-        names = host.get("hostnames")
-        if isinstance(names, str):
-            names = [names]
-        if not names:
-            raise InvalidArgument(path + ".hostnames", "needs at least one host name")
-        names = [check_hostname("%s.hostnames[%d]" % (path, i), n) for i, n in enumerate(names)]
-        if addr in spec:
-            raise InvalidArgument(path + ".ip", "duplicate DNS host address %s; list all its names in one entry" % addr)
-        spec[addr] = names
-    return spec
-
-
-def desired_spec(params):
-    """Validate the module parameters and normalize them into a spec.
-
-    Only checks that need no libvirt connection; see
-    :meth:`NetworkManager.check_host_devices` for the others.
-    """
-    mode = params.get("mode") or "nat"
-    if mode not in MODES:
-        raise InvalidArgument("mode", "%r is not a network mode; use one of %s" % (mode, ", ".join(MODES)))
-    bridge = check_ifname("bridge", params.get("bridge"))
-    interface = check_ifname("interface", params.get("interface"))
-    mtu = params.get("mtu")
-    if mtu is not None and not 68 <= mtu <= 65535:
-        raise InvalidArgument("mtu", "%d is not a usable MTU (68 to 65535)" % mtu)
-    domain = params.get("domain")
-    if domain is not None:
-        domain = check_hostname("domain", domain)
-    if mode == "bridge" and not bridge:
-        raise InvalidArgument("bridge", "required with mode bridge: the name of an existing host bridge")
-    if mode == "macvtap":
-        if not interface:
-            raise InvalidArgument("interface", "required with mode macvtap: the host interface the guests' macvtap devices sit on")
-        if bridge:
-            raise InvalidArgument("bridge", "not used with mode macvtap (guests get macvtap devices on interface, no bridge)")
-    if mode in ("isolated", "open", "bridge") and interface:
-        raise InvalidArgument("interface", "not used with mode %s; it is the forward device of nat and route and the host interface of macvtap" % mode)
-    if mode in HOST_DEVICE_MODES:
-        for option in ("ipv4", "ipv6", "domain", "dns_hosts", "mtu"):
-            if params.get(option) is not None:
-                raise InvalidArgument(
-                    option,
-                    "not supported with mode %s: libvirt runs no DHCP/DNS and sets no addresses or MTU on a host device; "
-                    "configure them on the host or its network" % mode,
-                )
-    spec = {
-        "mode": mode,
-        "bridge": bridge,
-        "interface": interface,
-        "mtu": mtu,
-        "domain": domain,
-        "dns_hosts": _dns_spec(params.get("dns_hosts")),
-    }
-    for family, version in FAMILIES:
-        spec[family] = _ip_spec(family, params.get(family), version)
-    if mtu is not None and mtu < 1280 and spec["ipv6"] is not None:
-        raise InvalidArgument("mtu", "IPv6 needs an MTU of at least 1280, got %d" % mtu)
-    return spec
-
-
-# -- reading XML into a spec -------------------------------------------------
-def _ip_version(ipel):
-    if ipel.address and ":" in ipel.address:
-        return 6
-    return 6 if (ipel.family or "ipv4") == "ipv6" else 4
-
-
-def first_ip(model, version):
-    """(index among all <ip> elements, IPXML) of the first one of ``version``."""
-    for index, ipel in enumerate(model.ips):
-        if _ip_version(ipel) == version:
-            return index, ipel
-    return None, None
-
-
-def _prefix_of(ipel, version):
-    if ipel.prefix is not None:
-        return ipel.prefix
-    if ipel.netmask:
-        try:
-            return ipaddress.IPv4Network("0.0.0.0/%s" % ipel.netmask).prefixlen
-        except ValueError:
-            return None
-    if version == 6:
-        return 64
-    # libvirt's classful default for an IPv4 address without prefix or netmask
-    first = int((ipel.address or "0").split(".")[0] or 0)
-    return 8 if first < 128 else 16 if first < 192 else 24
-
-
-def _norm_ip(text):
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError:
-        return text
-
-
-def host_spec(hostel):
-    return _compact(
-        mac=hostel.mac.lower() if hostel.mac else None,
-        id=hostel.duid.lower() if hostel.duid else None,
-        name=hostel.name,
-        ip=_norm_ip(hostel.ip) if hostel.ip else None,
-    )
-
-
-def ip_actual(ipel, version):
-    address = None
-    if ipel.address:
-        try:
-            address = str(ipaddress.ip_interface("%s/%s" % (ipel.address, _prefix_of(ipel, version))))
-        except ValueError:
-            address = ipel.address
-    ranges = [{"start": _norm_ip(r.start), "end": _norm_ip(r.end)} for r in ipel.ranges]
-    dhcp = {} if not ranges else ranges[0] if len(ranges) == 1 else ranges
-    hosts = {}
-    for hostel in ipel.hosts:
-        entry = host_spec(hostel)
-        hosts[host_key(entry, version)] = entry
-    return {"address": address, "dhcp": dhcp, "hosts": hosts}
-
-
-def mode_of(model):
-    forward = model.forward_mode
-    if forward is None:
-        return "isolated"
-    if forward == "bridge":
-        if model.bridge_name is None and (model.forward_dev or len(model.forward_interfaces)):
-            return "macvtap"
-        return "bridge"
-    return forward
-
-
-def forward_device(model):
-    if model.forward_dev:
-        return model.forward_dev
-    for iface in model.forward_interfaces:
-        if iface.dev:
-            return iface.dev
-    return None
-
-
-def actual_spec(model):
-    spec = {
-        "mode": mode_of(model),
-        "bridge": model.bridge_name,
-        "interface": forward_device(model),
-        "mtu": model.mtu,
-        "domain": model.domain_name,
-        "dns_hosts": {},
-    }
-    for family, version in FAMILIES:
-        _index, ipel = first_ip(model, version)
-        spec[family] = ip_actual(ipel, version) if ipel is not None else None
-    for dnsel in model.dns_hosts:
-        if dnsel.ip:
-            spec["dns_hosts"][_norm_ip(dnsel.ip)] = [h.value for h in dnsel.hostnames if h.value]
-    return spec
-
-
-EMPTY_SPEC = {"mode": None, "bridge": None, "interface": None, "mtu": None, "domain": None, "ipv4": None, "ipv6": None, "dns_hosts": {}}
-_EMPTY_IP = {"address": None, "dhcp": {}, "hosts": {}}
-
-
-# ---------------------------------------------------------------------------
-# Comparing
-# ---------------------------------------------------------------------------
-class Change:
-    """One difference at an option path.
-
-    ``family`` is set for DHCP host changes (``ipv4``/``ipv6``), and
-    ``"dns"`` for DNS host changes: those can be applied with the network
-    update API. Everything else (``family`` None) needs a redefinition and
-    a restart of an active network.
-    """
-
-    __slots__ = ("path", "before", "after", "family")
-
-    def __init__(self, path, before, after, family=None):
-        self.path = path
-        self.before = before
-        self.after = after
-        self.family = family
-
-    @property
-    def updatable(self):
-        return self.family is not None
-
-    def __repr__(self):
-        return "Change(%s: %r -> %r)" % (self.path, self.before, self.after)
-
-
-def _show_dhcp(value):
-    return None if value == {} else value
-
-
-def _ip_summary(ip):
-    return {"address": ip["address"], "dhcp": _show_dhcp(ip["dhcp"]), "hosts": list(ip["hosts"].values())}
-
-
-def compare(desired, actual):
-    """The differences from ``actual`` to ``desired``, as a list of Change."""
-    changes = []
-
-    def add(path, before, after, family=None):
-        if before != after:
-            changes.append(Change(path, before, after, family))
-
-    add("mode", actual["mode"], desired["mode"])
-    for key in ("bridge", "interface", "mtu", "domain"):
-        if desired[key] is not None:
-            add(key, actual[key], desired[key])
-    if desired["mode"] in HOST_DEVICE_MODES:
-        # Such networks have no addresses, DNS or MTU: whatever exists goes.
-        for key in ("mtu", "domain"):
-            if desired[key] is None and actual[key] is not None:
-                add(key, actual[key], None)
-        for family, _version in FAMILIES:
-            if actual[family] is not None:
-                add(family, _ip_summary(actual[family]), None)
-        if actual["dns_hosts"]:
-            add("dns_hosts", [{"ip": ip, "hostnames": names} for ip, names in actual["dns_hosts"].items()], None)
-        return changes
-    for family, _version in FAMILIES:
-        want = desired[family]
-        if want is None:
-            continue
-        have = actual[family] or _EMPTY_IP
-        add(family + ".address", have["address"], want["address"])
-        if want["dhcp"] is not None:
-            add(family + ".dhcp", _show_dhcp(have["dhcp"]), _show_dhcp(want["dhcp"]))
-        if want["hosts"] is not None:
-            for key, host in have["hosts"].items():
-                if key not in want["hosts"]:
-                    add("%s.hosts[%s]" % (family, key), host, None, family)
-            for key, host in want["hosts"].items():
-                old = have["hosts"].get(key)
-                path = "%s.hosts[%s]" % (family, key)
-                if old is None:
-                    add(path, None, host, family)
-                    continue
-                for field in ("mac", "id", "name", "ip"):
-                    add("%s.%s" % (path, field), old.get(field), host.get(field), family)
-    if desired["dns_hosts"] is not None:
-        have = actual["dns_hosts"] or {}
-        for ip, names in have.items():
-            if ip not in desired["dns_hosts"]:
-                add("dns_hosts[%s]" % ip, {"ip": ip, "hostnames": names}, None, "dns")
-        for ip, names in desired["dns_hosts"].items():
-            if ip not in have:
-                add("dns_hosts[%s]" % ip, None, {"ip": ip, "hostnames": names}, "dns")
-            else:
-                add("dns_hosts[%s].hostnames" % ip, have[ip], names, "dns")
-    return changes
-
-
-def _shared_dns_names(dns_hosts):
-    """Host names that more than one DNS host entry has.
-
-    libvirt's update API matches DNS hosts by address *or* any name, so it
-    refuses to add an entry that shares a name with another one (a name
-    with both an IPv4 and an IPv6 address, say); such lists are applied by
-    redefining the network.
-    """
-    seen, shared = set(), set()
-    for names in (dns_hosts or {}).values():
-        for name in set(names):
-            (shared if name in seen else seen).add(name)
-    return shared
-
-
-def updatable_families(model, desired):
-    """Families whose DHCP hosts can be changed with virNetworkUpdate on ``model``.
-
-    The network must already have that family's ``<ip>`` with the desired
-    address; a new or readdressed subnet needs a redefinition anyway.
-    DNS hosts (``"dns"``) can be updated unless two entries share a name.
-    """
-    families = set()
-    if desired["mode"] in HOST_DEVICE_MODES or mode_of(model) in HOST_DEVICE_MODES:
-        return families
-    if not _shared_dns_names(desired["dns_hosts"]):
-        families.add("dns")
-    for family, version in FAMILIES:
-        want = desired[family]
-        _index, ipel = first_ip(model, version)
-        if want is not None and ipel is not None and ip_actual(ipel, version)["address"] == want["address"]:
-            families.add(family)
-    return families
-
-
-# ---------------------------------------------------------------------------
-# Editing the XML
-# ---------------------------------------------------------------------------
-def _set_host(hostel, entry):
-    hostel.mac = entry.get("mac")
-    hostel.duid = entry.get("id")
-    hostel.name = entry.get("name")
-    hostel.ip = entry.get("ip")
-
-
-def new_host(entry):
-    hostel = DHCPHostXML()
-    _set_host(hostel, entry)
-    return hostel
-
-
-def new_dns_host(ip, names):
-    dnsel = DNSHostXML()
-    dnsel.ip = ip
-    for name in names:
-        dnsel.hostnames.add(value=name)
-    return dnsel
-
-
-def _prune_empty(model, path):
-    node = model.find(path)
-    if node is not None and len(node) == 0 and not node.attrib and not (node.text or "").strip():
-        node.getparent().remove(node)
-
-
-def _apply_ip(model, version, want):
-    _index, ipel = first_ip(model, version)
-    have = ip_actual(ipel, version) if ipel is not None else _EMPTY_IP
-    if ipel is None:
-        ipel = model.ips.add()
-        if version == 6:
-            ipel.family = "ipv6"
-    if have["address"] != want["address"]:
-        gateway = ipaddress.ip_interface(want["address"])
-        ipel.netmask = None
-        ipel.address = str(gateway.ip)
-        ipel.prefix = gateway.network.prefixlen
-    if want["dhcp"] is not None and have["dhcp"] != want["dhcp"]:
-        for rangeel in list(ipel.ranges):
-            ipel.ranges.remove(rangeel)
-        if want["dhcp"]:
-            ipel.ranges.add(start=want["dhcp"]["start"], end=want["dhcp"]["end"])
-    if want["hosts"] is not None:
-        existing = {}
-        for hostel in list(ipel.hosts):
-            key = host_key(host_spec(hostel), version)
-            if key in want["hosts"] and key not in existing:
-                existing[key] = hostel
-            else:
-                ipel.hosts.remove(hostel)
-        for key, entry in want["hosts"].items():
-            hostel = existing.get(key)
-            if hostel is None:
-                ipel.hosts.add(new_host(entry))
-            elif host_spec(hostel) != entry:
-                _set_host(hostel, entry)
-    _prune_empty(ipel, "./dhcp")
-
-
-def _apply_dns(model, want):
-    existing = {}
-    for dnsel in list(model.dns_hosts):
-        ip = _norm_ip(dnsel.ip) if dnsel.ip else None
-        if ip in want and ip not in existing:
-            existing[ip] = dnsel
-        else:
-            model.dns_hosts.remove(dnsel)
-    for ip, names in want.items():
-        dnsel = existing.get(ip)
-        if dnsel is None:
-            model.dns_hosts.add(new_dns_host(ip, names))
-        elif [h.value for h in dnsel.hostnames] != names:
-            dnsel.hostnames.clear()
-            for name in names:
-                dnsel.hostnames.add(value=name)
-    _prune_empty(model, "./dns")
-
-
-def apply_spec(model, desired, actual=None):
-    """Edit ``model`` in place so that it describes ``desired``.
-
-    ``actual`` is the spec ``model`` was read as (None for a new network).
-    Values the user did not specify, and everything libvirt generated
-    (uuid, bridge MAC, stp, NAT ports...), stay as they are.
-    """
-    actual = actual or EMPTY_SPEC
-    mode = desired["mode"]
-    interface = desired["interface"]
-    if interface is None and mode in FORWARD_DEV_MODES and actual["mode"] in FORWARD_DEV_MODES:
-        interface = actual["interface"]
-    if actual["mode"] != mode or (desired["interface"] is not None and desired["interface"] != actual["interface"]):
-        model.remove("./forward")
-        if mode in ("nat", "route", "open"):
-            model.forward_mode = mode
-            if interface and mode in FORWARD_DEV_MODES:
-                model.forward_dev = interface
-        elif mode == "bridge":
-            model.forward_mode = "bridge"
-        elif mode == "macvtap":
-            model.forward_mode = "bridge"
-            model.forward_interfaces.add(dev=interface)
-    if mode in HOST_DEVICE_MODES:
-        model.ips.clear()
-        for path in ("./dns", "./domain", "./mtu", "./mac", "./bridge"):
-            while model.find(path) is not None:
-                model.remove(path)
-        if mode == "bridge":
-            model.bridge_name = desired["bridge"]
-        return model
-    if actual["mode"] in HOST_DEVICE_MODES:
-        # the old host bridge is not ours to create; libvirt names a new one
-        model.remove("./bridge")
-    if desired["bridge"] is not None:
-        model.bridge_name = desired["bridge"]
-    if desired["mtu"] is not None:
-        model.mtu = desired["mtu"]
-    if desired["domain"] is not None:
-        model.domain_name = desired["domain"]
-    for family, version in FAMILIES:
-        if desired[family] is not None:
-            _apply_ip(model, version, desired[family])
-    if desired["dns_hosts"] is not None:
-        _apply_dns(model, desired["dns_hosts"])
-    return model
-
-
-def build_network(name, desired):
-    model = NetworkXML()
-    model.name = name
-    return apply_spec(model, desired)
-
-
-# ---------------------------------------------------------------------------
-# Network update operations (virNetworkUpdate)
-# ---------------------------------------------------------------------------
-class UpdateOp:
-    """One virNetworkUpdate call: add or delete one DHCP or DNS host."""
-
-    __slots__ = ("command", "section", "index", "xml")
-
-    def __init__(self, command, section, index, xml):
-        self.command = command
-        self.section = section
-        self.index = index
-        self.xml = xml
-
-    def key(self):
-        return (self.command, self.section, self.index, self.xml)
-
-    def __eq__(self, other):
-        return isinstance(other, UpdateOp) and self.key() == other.key()
-
-    def __hash__(self):
-        return hash(self.key())
-
-    def __repr__(self):
-        return "UpdateOp(%s %s #%s %s)" % (self.command, self.section, self.index, self.xml.strip())
-
-
-def update_ops(model, desired, families):
-    """The deletes, then the adds, that bring the hosts in ``model`` to ``desired``.
-
-    DHCP host deletes name the existing entry exactly as libvirt has it,
-    DNS host deletes name its address; changed entries are deleted and
-    added again (libvirt's ``modify`` matches by
-    MAC *or* IP *or* name, which goes wrong when two hosts swap addresses,
-    and DNS hosts cannot be modified at all).
-    """
-    deletes, adds = [], []
-    for family, version in FAMILIES:
-        want = desired[family]
-        if family not in families or want is None or want["hosts"] is None:
-            continue
-        index, ipel = first_ip(model, version)
-        existing = {}
-        for hostel in ipel.hosts:
-            existing.setdefault(host_key(host_spec(hostel), version), hostel)
-        for key, hostel in existing.items():
-            if want["hosts"].get(key) != host_spec(hostel):
-                deletes.append(UpdateOp("delete", "ip-dhcp-host", index, to_string(hostel.node)))
-        for key, entry in want["hosts"].items():
-            hostel = existing.get(key)
-            if hostel is None or host_spec(hostel) != entry:
-                adds.append(UpdateOp("add-last", "ip-dhcp-host", index, new_host(entry).to_xml()))
-    if "dns" in families and desired["dns_hosts"] is not None:
-        existing = {}
-        for dnsel in model.dns_hosts:
-            if dnsel.ip:
-                existing.setdefault(_norm_ip(dnsel.ip), dnsel)
-        for ip, dnsel in existing.items():
-            if desired["dns_hosts"].get(ip) != [h.value for h in dnsel.hostnames]:
-                # by address only: libvirt matches the address or any of the names
-                only_ip = DNSHostXML()
-                only_ip.ip = dnsel.ip
-                deletes.append(UpdateOp("delete", "dns-host", -1, only_ip.to_xml()))
-        for ip, names in desired["dns_hosts"].items():
-            dnsel = existing.get(ip)
-            if dnsel is None or [h.value for h in dnsel.hostnames] != names:
-                adds.append(UpdateOp("add-last", "dns-host", -1, new_dns_host(ip, names).to_xml()))
-    return deletes + adds
-
-
-def _libvirt_const(name, default=None):
-    return getattr(libvirt, name, default) if libvirt is not None else default
-
-
-_COMMANDS = {"delete": "VIR_NETWORK_UPDATE_COMMAND_DELETE", "add-last": "VIR_NETWORK_UPDATE_COMMAND_ADD_LAST"}
-_SECTIONS = {"ip-dhcp-host": "VIR_NETWORK_SECTION_IP_DHCP_HOST", "dns-host": "VIR_NETWORK_SECTION_DNS_HOST"}
-
-
-# ---------------------------------------------------------------------------
-# The manager
-# ---------------------------------------------------------------------------
 class Guest:
     """A running guest with interfaces on the network."""
 
@@ -927,28 +111,21 @@ class NetworkManager(Manager):
             return self.client.call("reading network '%s'" % self.name, net.XMLDesc, 0)
         try:
             with self.client.errors("reading the definition of network '%s'" % self.name):
-                return net.XMLDesc(_libvirt_const("VIR_NETWORK_XML_INACTIVE", 1))
+                return net.XMLDesc(flag("VIR_NETWORK_XML_INACTIVE", 1))
         except OperationFailed as e:
             # drivers without the flag (the test driver) have one definition
-            if e.code in (_libvirt_const("VIR_ERR_INVALID_ARG"), _libvirt_const("VIR_ERR_NO_SUPPORT")):
+            if e.code in (flag("VIR_ERR_INVALID_ARG", None), flag("VIR_ERR_NO_SUPPORT", None)):
                 return self.client.call("reading network '%s'" % self.name, net.XMLDesc, 0)
             raise
 
     def guests_using(self):
         """Running guests with an interface on this network, by name."""
-        flags = _libvirt_const("VIR_CONNECT_LIST_DOMAINS_ACTIVE", 1)
-        domains = self.client.call("listing running guests", self.client.conn.listAllDomains, flags)
         guests = []
-        for dom in domains:
-            try:
-                with self.client.errors("reading guest"):
-                    text = dom.XMLDesc(0)
-            except NotFound:
-                continue  # stopped and removed meanwhile
-            guest = GuestXML.from_xml(text)
-            ifaces = [(i.mac, plug_xml(i)) for i in guest.interfaces if i.type == "network" and i.source_network == self.name]
+        for name, text in self.client.domain_xmls(flag("VIR_CONNECT_LIST_DOMAINS_ACTIVE", 1)):
+            interfaces = Domain.from_xml(text).interfaces
+            ifaces = [(i.mac, plug_xml(i)) for i in interfaces if i.type == "network" and i.source_network == self.name]
             if ifaces:
-                guests.append(Guest(guest.name, ifaces))
+                guests.append(Guest(name, ifaces))
         return sorted(guests, key=lambda g: g.name)
 
     def host_interface(self, name):
@@ -960,7 +137,7 @@ class NetworkManager(Manager):
         except NotFound:
             return None
         except OperationFailed as e:
-            if e.code == _libvirt_const("VIR_ERR_NO_SUPPORT"):
+            if e.code == flag("VIR_ERR_NO_SUPPORT", None):
                 return ""
             raise
         return parse_xml(text, "host interface XML").get("type") or ""
@@ -988,7 +165,7 @@ class NetworkManager(Manager):
 
     # -- planning ------------------------------------------------------------
     def plan(self):
-        check_name(self.name)
+        check_network_name(self.name)
         if self.state not in STATES:
             raise InvalidArgument("state", "%r is not one of %s" % (self.state, ", ".join(STATES)))
         if self.state != "absent":
@@ -1191,12 +368,12 @@ class NetworkManager(Manager):
     def _update(self, ops, live, config):
         flags = 0
         if live:
-            flags |= _libvirt_const("VIR_NETWORK_UPDATE_AFFECT_LIVE", 1)
+            flags |= flag("VIR_NETWORK_UPDATE_AFFECT_LIVE", 1)
         if config:
-            flags |= _libvirt_const("VIR_NETWORK_UPDATE_AFFECT_CONFIG", 2)
+            flags |= flag("VIR_NETWORK_UPDATE_AFFECT_CONFIG", 2)
         for op in ops:
             with self.client.errors("updating network '%s' (%s %s)" % (self.name, op.command, op.section)):
-                self.net.update(_libvirt_const(_COMMANDS[op.command]), _libvirt_const(_SECTIONS[op.section]), op.index, op.xml, flags)
+                self.net.update(flag(_COMMANDS[op.command], None), flag(_SECTIONS[op.section], None), op.index, op.xml, flags)
 
     def _start(self, previous_xml):
         """Start the network; when that fails, put back the definition we replaced."""
@@ -1265,11 +442,11 @@ class NetworkManager(Manager):
             self.reconnected_guests.append(guest.name)
 
     def _reconnect_interface(self, dom, name, mac, xml, bridge):
-        affect_live = _libvirt_const("VIR_DOMAIN_AFFECT_LIVE", 1)
+        affect_live = flag("VIR_DOMAIN_AFFECT_LIVE", 1)
         what = "interface %s of guest '%s'" % (mac, name)
         try:
             if bridge:
-                via_bridge = GuestInterfaceXML.from_xml(xml)
+                via_bridge = InterfaceDevice.from_xml(xml)
                 via_bridge.type = "bridge"
                 via_bridge.remove("./source")
                 via_bridge.source_bridge = bridge
@@ -1294,7 +471,7 @@ class NetworkManager(Manager):
         deadline = time.monotonic() + DETACH_TIMEOUT
         while True:
             with self.client.errors("reading guest '%s'" % name):
-                ifaces = GuestXML.from_xml(dom.XMLDesc(0)).interfaces
+                ifaces = Domain.from_xml(dom.XMLDesc(0)).interfaces
             if not any((i.mac or "").lower() == (mac or "").lower() for i in ifaces):
                 return
             if time.monotonic() > deadline:
@@ -1313,10 +490,10 @@ class NetworkManager(Manager):
             with self.client.errors("reading the DHCP leases of network '%s'" % self.name):
                 raw = net.DHCPLeases()
         except OperationFailed as e:
-            if e.code == _libvirt_const("VIR_ERR_NO_SUPPORT"):
+            if e.code == flag("VIR_ERR_NO_SUPPORT", None):
                 return []
             raise
-        ipv6 = _libvirt_const("VIR_IP_ADDR_TYPE_IPV6", 1)
+        ipv6 = flag("VIR_IP_ADDR_TYPE_IPV6", 1)
         leases = []
         for lease in raw or []:
             leases.append(

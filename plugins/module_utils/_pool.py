@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: kvmops.virt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Storage pools: the pool XML model and the manager of ``storage_pool``.
+"""The manager of ``storage_pool``.
 
-The model builds and edits ``<pool>`` XML for the types the module supports
-(``dir``, ``fs``, ``netfs``, ``logical``, ``disk``, ``iscsi``, ``rbd``) from
-structured options. The manager compares only what the user specified with
-the pool's persistent definition, and plans define / build / start / stop /
-autostart / redefine / delete steps.
+It validates the options for the pool type (``dir``, ``fs``, ``netfs``,
+``logical``, ``disk``, ``iscsi``, ``rbd``), compares only what the user
+specified with the pool's persistent definition, and plans define / build /
+start / stop / autostart / redefine / delete steps. The ``<pool>`` model is in
+``_storage_xml``; reading, refreshing and listing pools in ``_storage_ops``.
 
 libvirt has no API to change a running pool. Changes to ``type``, ``path`` or
 ``source`` are written to the persistent definition (``defineXML`` with the
@@ -18,238 +18,42 @@ the module reports with ``restart_required`` and a warning.
 from __future__ import annotations
 
 import os
-import time
 
-from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
-from ansible_collections.kvmops.virt.plugins.module_utils._common import Manager
+from ansible_collections.kvmops.virt.plugins.module_utils._client import flag, is_local_uri
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     InvalidArgument,
-    OperationFailed,
     Refused,
     VirtError,
 )
-from ansible_collections.kvmops.virt.plugins.module_utils._xml import (
-    XMLChildren,
-    XMLObject,
-    XMLProperty,
-    parse_xml,
+from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_ops import (
+    check_target_exists,
+    live_pool_model,
+    logical_volume_groups,
+    missing_target_path,
+    persistent_xml,
+    pool_facts,
+    pool_volume_names,
+    refresh_pool,
 )
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import (
+    AUTH_TYPES,
+    FILE_POOL_TYPES,
+    POOL_TYPES,
+    SOURCE_KEYS,
+    TYPE_RULES,
+    PoolXML,
+    normalize_path,
+    pool_xml,
+    set_pool_options,
+)
+from ansible_collections.kvmops.virt.plugins.module_utils._validate import check_name
 
-try:
-    import libvirt
-except ImportError:  # pragma: no cover - reported by run_module
-    libvirt = None
-
-POOL_TYPES = ("dir", "fs", "netfs", "logical", "disk", "iscsi", "rbd")
-# Pools whose volumes are files in a directory (they hold qcow2 and raw files).
-FILE_POOL_TYPES = ("dir", "fs", "netfs")
 # Pool types whose storage libvirt can remove (virStoragePoolDelete).
 DELETABLE_POOL_TYPES = ("dir", "fs", "netfs", "logical")
 
-FS_FORMATS = ("auto", "ext2", "ext3", "ext4", "ufs", "iso9660", "udf", "gfs", "gfs2", "vfat", "hfs+", "xfs", "ocfs2", "vmfs")
-NETFS_FORMATS = ("auto", "nfs", "glusterfs", "cifs")
-DISK_FORMATS = ("unknown", "dos", "dvh", "gpt", "mac", "bsd", "pc98", "sun", "lvm2")
-LOGICAL_FORMATS = ("lvm2",)
 
-SOURCE_KEYS = ("host", "port", "device", "dir", "name", "format", "initiator", "auth")
-AUTH_KEYS = ("type", "username", "secret_uuid", "secret_usage")
-
-# What each type takes. ``path``: required / optional (with a default) / none.
-TYPE_RULES = {
-    "dir": dict(path="required", source=(), required=(), formats=None, single_device=False,
-                hint="the directory that holds the volumes"),
-    "fs": dict(path="required", source=("device", "format"), required=("device",), formats=FS_FORMATS, single_device=True,
-               hint="the directory the device is mounted on"),
-    "netfs": dict(path="required", source=("host", "port", "dir", "format"), required=("host", "dir"), formats=NETFS_FORMATS,
-                  single_device=False, hint="the directory the export is mounted on"),
-    "logical": dict(path="optional", source=("name", "device", "format"), required=(), formats=LOGICAL_FORMATS, single_device=False,
-                    hint="/dev/<volume group>"),
-    "disk": dict(path="optional", source=("device", "format"), required=("device",), formats=DISK_FORMATS, single_device=True,
-                 hint="/dev"),
-    "iscsi": dict(path="optional", source=("host", "port", "device", "initiator", "auth"), required=("host", "device"), formats=None,
-                  single_device=True, hint="/dev/disk/by-path"),
-    "rbd": dict(path="none", source=("host", "port", "name", "auth"), required=("host", "name"), formats=None, single_device=False,
-                hint=None),
-}
-AUTH_TYPES = {"iscsi": "chap", "rbd": "ceph"}
-
-# Characters refused in pool and volume names: XML metacharacters, quotes and
-# control characters. The XML model would escape them, but such names break
-# shell scripts, virsh and users' tooling, and are never intended.
-_BAD_NAME_CHARS = "<>&'\""
-
-
-def check_name(name, option="name", what="pool"):
-    """Refuse empty names, ``/``, ``..``, NUL/control characters and XML metacharacters."""
-    if name is None or name == "":
-        raise InvalidArgument(option, "a %s name must not be empty" % what)
-    if name in (".", ".."):
-        raise InvalidArgument(option, "'%s' is not a valid %s name" % (name, what))
-    if "/" in name:
-        raise InvalidArgument(option, "%s name '%s' must be a plain name without '/'" % (what, name))
-    if any(ord(c) < 32 or ord(c) == 127 for c in name):
-        raise InvalidArgument(option, "%s name %r must not contain NUL or control characters" % (what, name))
-    bad = sorted(set(c for c in name if c in _BAD_NAME_CHARS))
-    if bad:
-        raise InvalidArgument(
-            option, "%s name %r contains characters that are not allowed: %s (XML metacharacters and quotes are refused)" % (what, name, " ".join(bad))
-        )
-    return name
-
-
-# -- XML model ---------------------------------------------------------------
-class PoolDevice(XMLObject):
-    TAG = "device"
-    path = XMLProperty("@path")
-
-
-class PoolHost(XMLObject):
-    TAG = "host"
-    name = XMLProperty("@name")
-    port = XMLProperty("@port", kind="int")
-
-
-class PoolXML(XMLObject):
-    """``<pool>`` XML (https://libvirt.org/formatstorage.html)."""
-
-    TAG = "pool"
-    type = XMLProperty("@type")
-    name = XMLProperty("./name")
-    uuid = XMLProperty("./uuid")
-    capacity = XMLProperty("./capacity", kind="int")
-    allocation = XMLProperty("./allocation", kind="int")
-    available = XMLProperty("./available", kind="int")
-    hosts = XMLChildren(PoolHost, "./source/host")
-    source_host = XMLProperty("./source/host/@name")
-    source_port = XMLProperty("./source/host/@port", kind="int")
-    devices = XMLChildren(PoolDevice, "./source/device")
-    source_dir = XMLProperty("./source/dir/@path")
-    source_name = XMLProperty("./source/name")
-    source_format = XMLProperty("./source/format/@type")
-    source_initiator = XMLProperty("./source/initiator/iqn/@name")
-    auth_type = XMLProperty("./source/auth/@type")
-    auth_username = XMLProperty("./source/auth/@username")
-    auth_secret_uuid = XMLProperty("./source/auth/secret/@uuid")
-    auth_secret_usage = XMLProperty("./source/auth/secret/@usage")
-    path = XMLProperty("./target/path")
-
-    @property
-    def source_device(self):
-        """Device paths as a list (``None`` when there are none)."""
-        paths = [d.path for d in self.devices if d.path]
-        return paths or None
-
-    @source_device.setter
-    def source_device(self, paths):
-        if paths is None:
-            return
-        self.devices.clear()
-        for p in paths:
-            self.devices.add(path=p)
-
-    def source_value(self, key):
-        """The value of the ``source.<key>`` option in this definition."""
-        if key == "device":
-            return self.source_device
-        if key == "host":
-            return self.source_host
-        if key == "port":
-            return self.source_port
-        if key == "dir":
-            return self.source_dir
-        if key == "name":
-            return self.source_name
-        if key == "format":
-            return self.source_format
-        if key == "initiator":
-            return self.source_initiator
-        raise KeyError(key)
-
-    def auth_value(self, key):
-        return getattr(self, "auth_" + key)
-
-    def ensure_source(self):
-        """libvirt writes an empty ``<source/>``; keep the element order stable."""
-        self.ensure("./source")
-
-    def key_fields(self):
-        """What defines where the pool's storage is (compared between live and persistent XML)."""
-        fields = {"type": self.type, "path": _norm_path(self.path)}
-        for key in SOURCE_KEYS:
-            if key == "auth":
-                for akey in AUTH_KEYS:
-                    fields["source.auth." + akey] = self.auth_value(akey)
-            else:
-                fields["source." + key] = self.source_value(key)
-        return fields
-
-
-def _norm_path(path):
-    if path is None:
-        return None
-    norm = os.path.normpath(path)
-    if path.startswith("//"):
-        norm = "/" + norm.lstrip("/")
-    return norm
-
-
-def default_path(ptype, source_name=None):
-    """The target path libvirt's tools expect when the user gives none."""
-    if ptype == "logical" and source_name:
-        return "/dev/" + source_name
-    if ptype == "disk":
-        return "/dev"
-    if ptype == "iscsi":
-        return "/dev/disk/by-path"
-    return None
-
-
-def pool_xml(name, ptype="dir", path=None, source=None, uuid=None):
-    """Build the XML of a new pool from structured options (no validation)."""
-    model = PoolXML.new(type=ptype, name=name)
-    if uuid:
-        model.uuid = uuid
-    source = dict(source or {})
-    if ptype == "logical" and source.get("name") is None:
-        source["name"] = name  # libvirt's default: the volume group is named like the pool
-    set_pool_options(model, ptype, path, source)
-    return model
-
-
-def set_pool_options(model, ptype, path, source):
-    """Write the specified (not ``None``) options into ``model``, in libvirt's element order."""
-    model.type = ptype
-    model.ensure_source()
-    if source.get("host") is not None:
-        model.source_host = source["host"]
-    if source.get("port") is not None:
-        model.source_port = source["port"]
-    if source.get("device") is not None:
-        model.source_device = source["device"]
-    if source.get("dir") is not None:
-        model.source_dir = source["dir"]
-    if source.get("name") is not None:
-        model.source_name = source["name"]
-    if source.get("format") is not None:
-        model.source_format = source["format"]
-    if source.get("initiator") is not None:
-        model.source_initiator = source["initiator"]
-    auth = source.get("auth")
-    if auth:
-        for akey in AUTH_KEYS:
-            if auth.get(akey) is not None:
-                setattr(model, "auth_" + akey, auth[akey])
-        # a secret is referenced by uuid or by usage, never both
-        if auth.get("secret_uuid") is not None:
-            model.auth_secret_usage = None
-        elif auth.get("secret_usage") is not None:
-            model.auth_secret_uuid = None
-    if path is not None:
-        model.path = path
-    elif model.path is None and TYPE_RULES[ptype]["path"] == "optional":
-        model.path = default_path(ptype, model.source_name or (model.name if ptype == "logical" else None))
-
-
+# -- options ------------------------------------------------------------------
 def normalize_source(ptype, source):
     """Normalize the ``source`` option: drop unset keys, normalize device paths."""
     if not source:
@@ -262,9 +66,9 @@ def normalize_source(ptype, source):
         if key == "device":
             value = [v for v in value if v is not None]
             if ptype != "iscsi":
-                value = [_norm_path(v) if v.startswith("/") else v for v in value]
+                value = [normalize_path(v) if v.startswith("/") else v for v in value]
         if key == "dir":
-            value = _norm_path(value) if value.startswith("/") else value
+            value = normalize_path(value) if value.startswith("/") else value
         if key == "auth":
             value = dict((k, v) for k, v in value.items() if v is not None)
         result[key] = value
@@ -316,110 +120,6 @@ def validate_definition(model):
             raise InvalidArgument("source.%s" % key, "required for a '%s' pool" % ptype)
 
 
-# -- reading pools ------------------------------------------------------------
-def persistent_xml(client, pool):
-    """The pool's persistent (inactive) definition; the live one on drivers without the flag."""
-    try:
-        return pool.XMLDesc(libvirt.VIR_STORAGE_XML_INACTIVE)
-    except libvirt.libvirtError as e:
-        if e.get_error_code() not in (libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_NO_SUPPORT):
-            raise client.translate(e, "reading storage pool '%s'" % pool.name())
-    return client.call("reading storage pool '%s'" % pool.name(), pool.XMLDesc, 0)
-
-
-# libvirt refuses to rescan a pool while a volume is being created in it (by
-# another client): wait for that, up to this many seconds.
-REFRESH_BUSY_WAIT = 120
-
-
-def missing_target_path(client, pool, model=None):
-    """The target directory of ``pool`` when it is an active pool of files on this
-    host and that directory is gone; None otherwise."""
-    if not is_local_uri(client.uri) or client.uri.startswith("test:") or not pool.isActive():
-        return None
-    if model is None:
-        model = PoolXML.from_xml(client.call("reading storage pool '%s'" % pool.name(), pool.XMLDesc, 0))
-    if model.type in FILE_POOL_TYPES and model.path and not os.path.isdir(model.path):
-        return model.path
-    return None
-
-
-def check_target_exists(client, pool, model=None):
-    """Fail clearly when an active pool of files lost its target directory.
-
-    When the directory of a running ``dir``/``fs``/``netfs`` pool is removed
-    behind libvirt's back, libvirt still lists the old volumes, and its next
-    refresh fails and stops the pool. Say what happened instead, and never
-    create the directory again on the user's behalf (the data is gone; an
-    empty directory would hide that). Only on a local URI: a remote host's
-    files cannot be looked at.
-    """
-    path = missing_target_path(client, pool, model)
-    if path is None:
-        return
-    raise OperationFailed(
-        "storage pool '%s' is active, but its target directory %s does not exist any more (removed outside libvirt?); "
-        "the volumes that were in it are gone. The module does not create the directory again: restore it, or stop "
-        "and start the pool (kvmops.virt.storage_pool state: inactive, then state: active) to start over with an "
-        "empty directory" % (pool.name(), path),
-        uri=client.uri,
-        details={"missing_path": path},
-    )
-
-
-def refresh_pool(client, pool):
-    """Rescan an active pool so that volumes made outside libvirt are seen."""
-    if not pool.isActive():
-        return
-    check_target_exists(client, pool)
-    deadline = time.monotonic() + REFRESH_BUSY_WAIT
-    while True:
-        try:
-            pool.refresh(0)
-            return
-        except libvirt.libvirtError as e:
-            busy = "asynchronous jobs running" in (e.get_error_message() or "")
-            if not busy or time.monotonic() > deadline:
-                raise client.translate(e, "refreshing storage pool '%s'" % pool.name())
-        time.sleep(0.25)
-
-
-def pool_volume_names(client, pool):
-    """Sorted volume names of an active pool (``None`` when inactive)."""
-    if not pool.isActive():
-        return None
-    return sorted(client.call("listing volumes of storage pool '%s'" % pool.name(), pool.listVolumes))
-
-
-def pool_facts(client, pool):
-    """The ``pool`` return value for an existing pool."""
-    name = pool.name()
-    with client.errors("reading storage pool '%s'" % name):
-        model = PoolXML.from_xml(pool.XMLDesc(0))
-        active = bool(pool.isActive())
-        autostart = bool(pool.autostart()) if pool.isPersistent() else False
-    return {
-        "name": name,
-        "uuid": model.uuid,
-        "type": model.type,
-        "path": model.path,
-        "active": active,
-        "autostart": autostart,
-        "persistent": bool(pool.isPersistent()),
-        "capacity": model.capacity if active else None,
-        "allocation": model.allocation if active else None,
-        "available": model.available if active else None,
-        "volumes": pool_volume_names(client, pool),
-    }
-
-
-def logical_volume_groups(client):
-    """Names of the LVM volume groups on the libvirt host."""
-    text = client.call("looking for LVM volume groups", client.conn.findStoragePoolSources, "logical", None, 0)
-    root = parse_xml(text, what="storage pool sources")
-    return sorted(n.text.strip() for n in root.findall("./source/name") if n.text)
-
-
 def _describe(value):
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
@@ -449,7 +149,7 @@ class PoolManager(Manager):
         check_name(self.name, "name", "pool")
         path = self.params.get("path")
         if path is not None:
-            path = _norm_path(path) if path.startswith("/") else path
+            path = normalize_path(path) if path.startswith("/") else path
         ptype = self.params.get("type")
         self.pool = self.client.lookup_pool(self.name)
 
@@ -508,7 +208,7 @@ class PoolManager(Manager):
             autostart_now = bool(pool.autostart()) if persistent else False
         self.current = PoolXML.from_xml(persistent_xml(self.client, pool))
         if self.was_active:
-            live = PoolXML.from_xml(self.client.call("reading storage pool '%s'" % self.name, pool.XMLDesc, 0))
+            live = live_pool_model(self.client, pool)
             self.restart_pending = _differs(self.current.key_fields(), live.key_fields())
             if self.state != "inactive":
                 check_target_exists(self.client, pool, live)
@@ -538,7 +238,7 @@ class PoolManager(Manager):
         changed_keys = []
         if self.diff.compare("type", ptype, current_type):
             changed_keys.append("type")
-        if self.diff.compare("path", path, _norm_path(self.current.path)):
+        if self.diff.compare("path", path, normalize_path(self.current.path)):
             changed_keys.append("path")
         for key, value in source.items():
             if key == "auth":
@@ -570,7 +270,7 @@ class PoolManager(Manager):
                      lambda: self._set_autostart(autostart))
         if desired_active and not self.was_active:
             if self._needs_build(desired, creating=False):
-                if desired.type in FILE_POOL_TYPES and _norm_path(desired.path) == _norm_path(self.current.path):
+                if desired.type in FILE_POOL_TYPES and normalize_path(desired.path) == normalize_path(self.current.path):
                     self.warnings.append(
                         "the target directory %s of storage pool '%s' does not exist; it is created empty "
                         "(volumes that were in it are not restored)" % (desired.path, self.name)
@@ -593,7 +293,7 @@ class PoolManager(Manager):
         self.current = PoolXML.from_xml(persistent_xml(self.client, pool))
         live = None
         if self.was_active:
-            live = PoolXML.from_xml(self.client.call("reading storage pool '%s'" % self.name, pool.XMLDesc, 0))
+            live = live_pool_model(self.client, pool)
             self.restart_pending = _differs(self.current.key_fields(), live.key_fields())
         # the storage to delete is the one in use: the running definition of an active pool
         storage = live if live is not None else self.current
@@ -729,7 +429,7 @@ class PoolManager(Manager):
         flags = 0
         if self.desired.type == "logical":
             # never write over a device that already holds data
-            flags = libvirt.VIR_STORAGE_POOL_BUILD_NO_OVERWRITE
+            flags = flag("VIR_STORAGE_POOL_BUILD_NO_OVERWRITE", 4)  # 4 in every libvirt that has the flag
         self.client.call("building storage pool '%s'" % self.name, self.pool.build, flags)
         if self.current is None:  # a new pool: remove what was built if a later step fails
             pool = self.pool
@@ -767,7 +467,7 @@ class PoolManager(Manager):
             facts = pool_facts(self.client, pool)
             restart = False
             if facts["active"]:
-                live = PoolXML.from_xml(self.client.call("reading storage pool '%s'" % self.name, pool.XMLDesc, 0))
+                live = live_pool_model(self.client, pool)
                 restart = _differs(PoolXML.from_xml(persistent_xml(self.client, pool)).key_fields(), live.key_fields())
         if restart:
             self.warnings.append(

@@ -1,257 +1,46 @@
 # -*- coding: utf-8 -*-
 # Copyright: kvmops.virt contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Storage volumes: the volume XML model, reusable volume functions and the
-manager of ``storage_volume``.
+"""The manager of ``storage_volume``.
 
-The functions below are shared with the guest module (disks created from a
-size or as an overlay on a base image):
-
-* :func:`volume_xml` builds ``<volume>`` XML with the model.
-* :func:`resolve_backing` turns a volume name or an absolute path into
-  ``(path, format, capacity_bytes)``.
-* :func:`create_volume`, :func:`delete_volume`, :func:`volume_facts`.
-* :func:`upload_file` / :func:`upload_bytes` stream data into a volume through
-  ``virStorageVolUpload`` in 1 MiB chunks, so it works over remote URIs with
-  bounded memory.
+It plans creating a volume (empty, as a qcow2 overlay on a backing volume, or
+from a local image file uploaded through libvirt), growing it (shrinking is
+refused) and deleting it. The ``<volume>`` model is in ``_storage_xml``; the
+operations it shares with the guest layer (create, delete, upload, resolve a
+backing volume, facts) are in ``_storage_ops``.
 """
 
 from __future__ import annotations
 
-import io
 import os
-import stat
-import struct
 
-from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
-from ansible_collections.kvmops.virt.plugins.module_utils._common import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     Conflict,
     InvalidArgument,
     NotFound,
     VirtError,
 )
-from ansible_collections.kvmops.virt.plugins.module_utils._pool import (
-    FILE_POOL_TYPES,
-    PoolXML,
-    check_name,
-    refresh_pool,
-)
+from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size, parse_size
-from ansible_collections.kvmops.virt.plugins.module_utils._xml import XMLObject, XMLProperty
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_ops import (
+    check_volume_name,
+    create_volume,
+    delete_volume,
+    granularity,
+    inspect_image,
+    live_pool_model,
+    refresh_pool,
+    resolve_backing,
+    round_up,
+    upload_file,
+    volume_facts,
+)
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import FILE_POOL_TYPES, volume_xml
+from ansible_collections.kvmops.virt.plugins.module_utils._validate import check_name
 
-CHUNK_SIZE = 1024 * 1024
 VOLUME_FORMATS = ("qcow2", "raw")
-QCOW2_MAGIC = b"QFI\xfb"
-MIB = 1024 * 1024
 
 
-# -- XML model ---------------------------------------------------------------
-class VolumeXML(XMLObject):
-    """``<volume>`` XML (https://libvirt.org/formatstorage.html#storage-volume-xml)."""
-
-    TAG = "volume"
-    type = XMLProperty("@type")
-    name = XMLProperty("./name")
-    key = XMLProperty("./key")
-    capacity = XMLProperty("./capacity", kind="int")
-    capacity_unit = XMLProperty("./capacity/@unit")
-    allocation = XMLProperty("./allocation", kind="int")
-    allocation_unit = XMLProperty("./allocation/@unit")
-    path = XMLProperty("./target/path")
-    format = XMLProperty("./target/format/@type")
-    backing_path = XMLProperty("./backingStore/path")
-    backing_format = XMLProperty("./backingStore/format/@type")
-
-
-def volume_xml(name, capacity_bytes, fmt="qcow2", backing_path=None, backing_format=None, allocation_bytes=0):
-    """The XML of a new volume.
-
-    ``allocation_bytes`` 0 (the default) makes a sparse / thin volume; ``None``
-    leaves it out (libvirt then allocates the whole capacity, which is what
-    LVM volumes need). ``fmt`` ``None`` leaves the format to the pool.
-    """
-    model = VolumeXML.new(name=name)
-    model.capacity = int(capacity_bytes)
-    model.capacity_unit = "bytes"
-    if allocation_bytes is not None:
-        model.allocation = int(allocation_bytes)
-        model.allocation_unit = "bytes"
-    if fmt:
-        model.format = fmt
-    if backing_path:
-        model.backing_path = backing_path
-        if backing_format:
-            model.backing_format = backing_format
-    return model.to_xml()
-
-
-# -- names and files ---------------------------------------------------------
-def check_volume_name(name, option="name"):
-    """A volume name is a plain file name: no ``/``, not ``.``/``..``, not empty, no NUL."""
-    return check_name(name, option, what="volume")
-
-
-def inspect_image(path, option="source"):
-    """Format and size of a local image file from its header (no qemu-img).
-
-    Returns ``(format, virtual_size, size_on_disk, has_backing)``: ``qcow2``
-    when the file starts with the qcow2 magic (virtual size from the header),
-    else ``raw`` (virtual size = file size).
-    """
-    try:
-        with open(path, "rb") as fh:
-            mode = os.fstat(fh.fileno()).st_mode
-            if stat.S_ISBLK(mode):
-                size = fh.seek(0, os.SEEK_END)
-                fh.seek(0)
-            elif stat.S_ISREG(mode):
-                size = os.fstat(fh.fileno()).st_size
-            else:
-                raise InvalidArgument(option, "'%s' is not a regular file or block device" % path)
-            header = fh.read(32)
-    except (IOError, OSError) as e:
-        raise InvalidArgument(option, "cannot read '%s': %s" % (path, e.strerror or e))
-    if len(header) >= 32 and header[:4] == QCOW2_MAGIC:
-        backing_offset, _backing_len, _cluster_bits, virtual = struct.unpack(">QIIQ", header[8:32])
-        return "qcow2", virtual, size, backing_offset != 0
-    return "raw", size, size, False
-
-
-def _pool_model(client, pool):
-    return PoolXML.from_xml(client.call("reading storage pool '%s'" % pool.name(), pool.XMLDesc, 0))
-
-
-def _volume_model(client, vol):
-    return VolumeXML.from_xml(client.call("reading volume '%s'" % vol.name(), vol.XMLDesc, 0))
-
-
-def resolve_backing(client, pool, backing_volume, option="backing_volume"):
-    """Resolve a base image for an overlay to ``(path, format, capacity_bytes)``.
-
-    ``backing_volume`` is a volume name in ``pool`` (a virStoragePool) or an
-    absolute path: a volume libvirt knows (read from its XML) or, on a local
-    URI, a plain file whose format is read from its header. Raises
-    :class:`InvalidArgument` naming ``option`` when it does not exist.
-    """
-    if backing_volume is None or backing_volume == "":
-        raise InvalidArgument(option, "must name a volume or an absolute path")
-    if backing_volume.startswith("/"):
-        path = os.path.normpath(backing_volume)
-        vol = client.lookup_volume_by_path(path)
-        if vol is not None:
-            model = _volume_model(client, vol)
-            return model.path or path, model.format or "raw", model.capacity
-        if is_local_uri(client.uri) and os.path.exists(path):
-            fmt, virtual, _size, _has_backing = inspect_image(path, option)
-            return path, fmt, virtual
-        raise InvalidArgument(option, "'%s' does not exist (it is neither a libvirt volume nor a file on this host)" % path)
-    check_volume_name(backing_volume, option)
-    if pool is None:
-        raise InvalidArgument(option, "volume '%s' needs a pool to be looked up in" % backing_volume)
-    refresh_pool(client, pool)
-    vol = client.lookup_volume(pool, backing_volume)
-    if vol is None:
-        raise InvalidArgument(option, "volume '%s' does not exist in storage pool '%s'" % (backing_volume, pool.name()))
-    model = _volume_model(client, vol)
-    return model.path, model.format or "raw", model.capacity
-
-
-def create_volume(client, pool, xml):
-    """Create a volume from ``xml`` in ``pool``; libvirt errors are mapped."""
-    model = VolumeXML.from_xml(xml)
-    return client.call("creating volume '%s' in storage pool '%s'" % (model.name, pool.name()), pool.createXML, xml, 0)
-
-
-def delete_volume(client, vol):
-    """Delete a volume and its data."""
-    client.call("deleting volume '%s'" % vol.name(), vol.delete, 0)
-
-
-def _send_all(stream, data):
-    """Send all of ``data``; a blocking stream may accept less than offered."""
-    offset = 0
-    while offset < len(data):
-        sent = stream.send(data[offset:] if offset else data)
-        if sent is None or sent <= 0:
-            raise OSError("the stream accepted no data (returned %r)" % sent)
-        offset += sent
-
-
-def _upload(client, vol, fileobj, length, what):
-    name = vol.name()
-    action = "uploading %s into volume '%s'" % (what, name)
-    stream = client.call("opening a stream for volume '%s'" % name, client.conn.newStream, 0)
-    try:
-        with client.errors(action):
-            vol.upload(stream, 0, length, 0)
-            remaining = length
-            while remaining > 0:
-                chunk = fileobj.read(min(CHUNK_SIZE, remaining))
-                if not chunk:
-                    raise OSError("the source ended after %d of %d bytes" % (length - remaining, length))
-                _send_all(stream, chunk)
-                remaining -= len(chunk)
-            stream.finish()
-    except (IOError, OSError) as e:
-        _abort(stream)
-        raise VirtError("%s failed: %s" % (action, e))
-    except Exception:
-        _abort(stream)
-        raise
-
-
-def _abort(stream):
-    try:
-        stream.abort()
-    except Exception:  # pylint: disable=broad-except
-        pass
-
-
-def upload_file(client, vol, source_path):
-    """Stream a local file into ``vol`` (1 MiB chunks, bounded memory)."""
-    _fmt, _virtual, size, _backing = inspect_image(source_path)
-    with open(source_path, "rb") as fh:
-        _upload(client, vol, fh, size, "'%s'" % source_path)
-    return size
-
-
-def upload_bytes(client, vol, data):
-    """Write ``data`` (bytes) into ``vol`` from offset 0."""
-    _upload(client, vol, io.BytesIO(data), len(data), "%d bytes" % len(data))
-    return len(data)
-
-
-def volume_facts(client, vol, pool_name):
-    """The ``volume`` return value: name, pool, path, format, capacity, allocation, backing."""
-    with client.errors("reading volume '%s'" % vol.name()):
-        model = VolumeXML.from_xml(vol.XMLDesc(0))
-        _type, capacity, allocation = vol.info()
-    return {
-        "name": model.name,
-        "pool": pool_name,
-        "path": model.path,
-        "format": model.format,
-        "capacity": capacity,
-        "allocation": allocation,
-        "backing": model.backing_path,
-    }
-
-
-def granularity(pool_type):
-    """Bytes a requested capacity may be rounded up to when a volume is created or grown."""
-    if pool_type in FILE_POOL_TYPES:
-        return 1024  # libvirt passes sizes to qemu-img in KiB
-    if pool_type == "logical":
-        return 4 * MIB  # the default LVM extent size
-    return MIB
-
-
-def round_up(value, step):
-    return -(-value // step) * step
-
-
-# -- the manager -------------------------------------------------------------
 class VolumeManager(Manager):
     """Plans and applies the ``storage_volume`` module's states."""
 
@@ -294,7 +83,7 @@ class VolumeManager(Manager):
                 "pool", "storage pool '%s' is not active, so its volumes cannot be read or changed; "
                 "start it first (kvmops.virt.storage_pool with state: active)" % self.pool_name
             )
-        self.pool_model = _pool_model(self.client, pool)
+        self.pool_model = live_pool_model(self.client, pool)
         refresh_pool(self.client, pool)  # libvirt caches pool contents
         self.vol = self.client.lookup_volume(pool, self.name)
 

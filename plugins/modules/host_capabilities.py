@@ -177,13 +177,8 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmops.virt.plugins.module_utils import _bytecode
-
-# Before the other module_utils imports, so that they load from the bytecode cache.
-_bytecode.enable()
-
 from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient, is_local_uri
-from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, refuse_nul_arguments, require_libraries
+from ansible_collections.kvmops.virt.plugins.module_utils._module import argument_spec, refuse_nul_arguments, require_libraries
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import VirtError
 from ansible_collections.kvmops.virt.plugins.module_utils._hostcaps import HostCapabilities, missing_libraries
 

@@ -519,13 +519,9 @@ actions:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmops.virt.plugins.module_utils import _bytecode
-
-# Before the other module_utils imports, so that they load from the bytecode cache.
-_bytecode.enable()
-
-from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, refuse_nul_arguments, run_module
-from ansible_collections.kvmops.virt.plugins.module_utils._guest import DISK_FORMATS, GuestManager
+from ansible_collections.kvmops.virt.plugins.module_utils._module import argument_spec, refuse_nul_arguments, run_module
+from ansible_collections.kvmops.virt.plugins.module_utils._guest import GuestManager
+from ansible_collections.kvmops.virt.plugins.module_utils._guest_resolve import DISK_FORMATS
 
 DISK_OPTIONS = dict(
     pool=dict(type="str"),

@@ -182,12 +182,7 @@ diff:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmops.virt.plugins.module_utils import _bytecode
-
-# Before the other module_utils imports, so that they load from the bytecode cache.
-_bytecode.enable()
-
-from ansible_collections.kvmops.virt.plugins.module_utils._common import argument_spec, refuse_nul_arguments, run_module
+from ansible_collections.kvmops.virt.plugins.module_utils._module import argument_spec, refuse_nul_arguments, run_module
 from ansible_collections.kvmops.virt.plugins.module_utils._volume import VOLUME_FORMATS, VolumeManager
 
 

@@ -17,6 +17,7 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import inventory_loader
 from ansible.template import Templar, trust_as_template
 
+from ansible_collections.kvmops.virt.plugins.module_utils import _addresses as addr
 from ansible_collections.kvmops.virt.plugins.module_utils import _inventory as inv
 from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient
 
@@ -476,12 +477,12 @@ def test_agent_needs_a_read_write_connection(tmp_path):
 
 
 def test_address_sources_order():
-    assert inv.address_sources("lease") == ["lease", "arp", "agent"]
-    assert inv.address_sources("arp") == ["arp", "lease", "agent"]
-    assert inv.address_sources("agent") == ["agent", "lease", "arp"]
-    assert inv.address_sources("lease", agent_allowed=False) == ["lease", "arp"]
-    assert inv.address_sources("agent", fallback=False) == ["agent"]
-    assert inv.address_sources("lease", fallback=False) == ["lease"]
+    assert addr.address_sources("lease") == ["lease", "arp", "agent"]
+    assert addr.address_sources("arp") == ["arp", "lease", "agent"]
+    assert addr.address_sources("agent") == ["agent", "lease", "arp"]
+    assert addr.address_sources("lease", agent_allowed=False) == ["lease", "arp"]
+    assert addr.address_sources("agent", fallback=False) == ["agent"]
+    assert addr.address_sources("lease", fallback=False) == ["lease"]
 
 
 def _iface(mac):
@@ -504,23 +505,23 @@ def test_fallback_fills_each_interface_from_the_first_source_that_knows_it():
         },
         "docker0": {"hwaddr": "02:42:ac:11:00:01", "addrs": [{"addr": "172.17.0.1", "prefix": 16, "type": 0}]},
     }
-    inv.merge_addresses(interfaces, [("lease", lease), ("arp", arp), ("agent", agent)])
+    addr.merge_addresses(interfaces, [("lease", lease), ("arp", arp), ("agent", agent)])
     assert [(i["address_source"], [a["address"] for a in i["addresses"]]) for i in interfaces] == [
         ("lease", ["10.0.0.5"]),  # arp's answer for the same MAC is not used
         ("arp", ["192.168.1.7"]),
         ("agent", ["fe80::5054:ff:fe00:3", "172.16.0.3"]),
     ]
     # Link-local addresses are kept on the interface but never used as ansible_host.
-    assert inv.ordered_addresses(interfaces) == ["10.0.0.5", "192.168.1.7", "172.16.0.3"]
+    assert addr.ordered_addresses(interfaces) == ["10.0.0.5", "192.168.1.7", "172.16.0.3"]
     # A source with nothing (None: no lease, no agent) is skipped.
     interfaces = [_iface("52:54:00:00:00:01")]
-    inv.merge_addresses(interfaces, [("lease", None), ("arp", {}), ("agent", lease)])
+    addr.merge_addresses(interfaces, [("lease", None), ("arp", {}), ("agent", lease)])
     assert interfaces[0]["address_source"] == "agent"
 
 
 def test_mac_matching_ignores_case():
     interfaces = [_iface("52:54:00:ab:cd:ef")]
-    inv.merge_addresses(interfaces, [("lease", {"vnet0": {"hwaddr": "52:54:00:AB:CD:EF", "addrs": [{"addr": "10.1.1.1", "prefix": 24, "type": 0}]}})])
+    addr.merge_addresses(interfaces, [("lease", {"vnet0": {"hwaddr": "52:54:00:AB:CD:EF", "addrs": [{"addr": "10.1.1.1", "prefix": 24, "type": 0}]}})])
     assert interfaces[0]["addresses"][0]["address"] == "10.1.1.1"
 
 

@@ -21,6 +21,7 @@ import sys
 import pytest
 
 from ansible_collections.kvmops.virt.plugins.module_utils import _cloudinit as ci
+from ansible_collections.kvmops.virt.plugins.module_utils import _iso9660 as iso
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument
 
 SECRET = "not-a-real-secret-0815"
@@ -288,13 +289,14 @@ def test_render_without_pyyaml_is_identical():
     code = (
         "import sys; sys.modules['yaml'] = None\n"
         "from ansible_collections.kvmops.virt.plugins.module_utils import _cloudinit as ci\n"
+        "from ansible_collections.kvmops.virt.plugins.module_utils import _iso9660 as iso\n"
         "f = ci.render_seed({'a': [1, 'x\\ny'], 'b': 'yes'}, {'k': 'v'}, {'version': 2}, 'h')\n"
-        "sys.stdout.buffer.write(ci.build_iso(f))\n"
+        "sys.stdout.buffer.write(iso.build_iso(f))\n"
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p), PYTHONHASHSEED="12345")
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, stdout=subprocess.PIPE).stdout
     files = ci.render_seed({"b": "yes", "a": [1, "x\ny"]}, {"k": "v"}, {"version": 2}, "h")
-    assert out == ci.build_iso(files)
+    assert out == iso.build_iso(files)
 
 
 # --------------------------------------------------------------------------
@@ -338,7 +340,7 @@ def seed_files():
 
 def test_iso_structure():
     files = seed_files()
-    image = ci.build_iso(files)
+    image = iso.build_iso(files)
     parsed = parse_iso(image)
     assert parsed[1]["volume_id"] == "cidata" and parsed[2]["volume_id"] == "cidata"
     assert parsed[2]["names"] == ["meta-data", "network-config", "user-data"]
@@ -349,30 +351,30 @@ def test_iso_structure():
 
 def test_iso_deterministic():
     files = seed_files()
-    image = ci.build_iso(files)
-    assert ci.build_iso(seed_files()) == image
-    assert ci.build_iso(dict(reversed(list(files.items())))) == image
+    image = iso.build_iso(files)
+    assert iso.build_iso(seed_files()) == image
+    assert iso.build_iso(dict(reversed(list(files.items())))) == image
     assert hashlib.sha256(image).hexdigest() == GOLDEN_ISO_SHA256
-    assert ci.build_iso(dict(files, **{"user-data": files["user-data"] + b"#"})) != image
+    assert iso.build_iso(dict(files, **{"user-data": files["user-data"] + b"#"})) != image
 
 
 def test_iso_large_empty_and_many_files():
     files = {"big.bin": big_content(), "empty": b"", "user-data": b"#cloud-config\n{}\n"}
     files.update({"file-with-a-long-name-number-%02d" % i: b"%d\n" % i for i in range(60)})  # root directory > 1 sector
-    image = ci.build_iso(files)
+    image = iso.build_iso(files)
     parsed = parse_iso(image)
     assert parsed[2]["files"] == files
     assert len(parsed[1]["names"]) == len(set(parsed[1]["names"])) == len(files)
 
 
 def test_iso_primary_names_are_unique():
-    parsed = parse_iso(ci.build_iso({"user-data": b"1", "user-datb": b"2", "USER_DAT": b"3", ".hidden": b"4"}))
+    parsed = parse_iso(iso.build_iso({"user-data": b"1", "user-datb": b"2", "USER_DAT": b"3", ".hidden": b"4"}))
     assert len(set(parsed[1]["names"])) == 4
     assert all(len(n.split(".")[0]) <= 8 for n in parsed[1]["names"])
 
 
 def test_iso_volume_id_case_is_kept():
-    assert parse_iso(ci.build_iso({"a": b"x"}, volume_id="CIDATA"))[2]["volume_id"] == "CIDATA"
+    assert parse_iso(iso.build_iso({"a": b"x"}, volume_id="CIDATA"))[2]["volume_id"] == "CIDATA"
 
 
 @pytest.mark.parametrize("files, volume_id, option", [
@@ -393,7 +395,7 @@ def test_iso_volume_id_case_is_kept():
 ])
 def test_iso_rejects(files, volume_id, option):
     with pytest.raises(InvalidArgument) as exc:
-        ci.build_iso(files, volume_id=volume_id)
+        iso.build_iso(files, volume_id=volume_id)
     assert exc.value.option == option
 
 
@@ -418,7 +420,7 @@ def fixture_iso(tmp_path):
     files["big.bin"] = big_content()
     files["empty"] = b""
     path = tmp_path / "seed.iso"
-    path.write_bytes(ci.build_iso(files))
+    path.write_bytes(iso.build_iso(files))
     return path, files
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvmops.virt.plugins.module_utils import _common
+from ansible_collections.kvmops.virt.plugins.module_utils import _module
 from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import Conflict, OperationFailed
 
@@ -52,7 +52,7 @@ class _Module:
 
 
 def _manager(outcomes, made):
-    class Flaky(_common.Manager):
+    class Flaky(_module.Manager):
         def __init__(self, module, client):
             super().__init__(module, client)
             made.append(self)
@@ -66,27 +66,27 @@ def _manager(outcomes, made):
 
 
 def test_a_lost_race_is_planned_again_with_a_fresh_manager(monkeypatch):
-    monkeypatch.setattr(_common.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(_module.time, "sleep", lambda seconds: None)
     made = []
     flaky = _manager([Conflict("exists already"), Conflict("is already active"), None], made)
-    result = _common.run_managed(_Module(), flaky, client=None)
+    result = _module.run_managed(_Module(), flaky, client=None)
     assert result["changed"] is True and result["actions"] == ["converge"]
     assert len(made) == 3 and len(set(map(id, made))) == 3
 
 
 def test_a_conflict_that_persists_is_reported(monkeypatch):
-    monkeypatch.setattr(_common.time, "sleep", lambda seconds: None)
+    monkeypatch.setattr(_module.time, "sleep", lambda seconds: None)
     made = []
-    flaky = _manager([Conflict("exists already %d" % n) for n in range(_common.CONFLICT_ATTEMPTS)], made)
+    flaky = _manager([Conflict("exists already %d" % n) for n in range(_module.CONFLICT_ATTEMPTS)], made)
     with pytest.raises(Conflict) as err:
-        _common.run_managed(_Module(), flaky, client=None)
-    assert str(err.value) == "exists already %d" % (_common.CONFLICT_ATTEMPTS - 1)
-    assert len(made) == _common.CONFLICT_ATTEMPTS
+        _module.run_managed(_Module(), flaky, client=None)
+    assert str(err.value) == "exists already %d" % (_module.CONFLICT_ATTEMPTS - 1)
+    assert len(made) == _module.CONFLICT_ATTEMPTS
 
 
 def test_other_errors_are_not_retried():
     made = []
     flaky = _manager([OperationFailed("broken"), None], made)
     with pytest.raises(OperationFailed):
-        _common.run_managed(_Module(), flaky, client=None)
+        _module.run_managed(_Module(), flaky, client=None)
     assert len(made) == 1

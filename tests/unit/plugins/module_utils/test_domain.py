@@ -12,8 +12,11 @@ import os
 
 import pytest
 
-from ansible_collections.kvmops.virt.plugins.module_utils import _domain as dm
+from ansible_collections.kvmops.virt.plugins.module_utils import _domain_xml as dm
+from ansible_collections.kvmops.virt.plugins.module_utils import _guest_spec as gs
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_builder import DomainBuilder
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument
+from ansible_collections.kvmops.virt.plugins.module_utils._validate import normalize_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import canonical, etree, parse_xml
 
 libvirt = pytest.importorskip("libvirt")
@@ -27,23 +30,19 @@ def fixture(name):
         return fh.read()
 
 
-def mac_factory(start=0x10):
-    state = {"n": start}
-
-    def new():
-        state["n"] += 1
-        return "52:54:00:00:00:%02x" % state["n"]
-    return new
+def new_macs(start=0x10, count=8):
+    """What the manager hands the builder for new interfaces: MACs, generated beforehand."""
+    return ["52:54:00:00:00:%02x" % (start + 1 + i) for i in range(count)]
 
 
 def seed_spec():
-    return dm.SeedSpec("default", "g-cidata.iso", "/var/lib/libvirt/images/g-cidata.iso", "d" * 64,
+    return gs.SeedSpec("default", "g-cidata.iso", "/var/lib/libvirt/images/g-cidata.iso", "d" * 64,
                        {"meta-data": "m" * 64, "user-data": "u" * 64})
 
 
 # -- cases: (name, input fixture or None, spec factory, expected change paths) --------------
 def spec_new_full():
-    s = dm.GuestSpec("golden-new")
+    s = gs.GuestSpec("golden-new")
     s.virt_type = "qemu"
     s.machine = "q35"
     s.arch = "x86_64"
@@ -58,37 +57,37 @@ def spec_new_full():
     s.initrd = "/var/lib/libvirt/images/g/initrd.img"
     s.cmdline = "console=ttyS0"
     s.disks = [
-        dm.DiskSpec(0, "disk", "/var/lib/libvirt/images/g/root.qcow2", "file", fmt=None, default_format="qcow2",
+        gs.DiskSpec(0, "disk", "/var/lib/libvirt/images/g/root.qcow2", "file", fmt=None, default_format="qcow2",
                     user={"pool": "default", "volume": "root.qcow2", "size": "1GiB"}),
-        dm.DiskSpec(1, "disk", "/dev/vg0/data", "block", bus="scsi", default_format="raw", user={"path": "/dev/vg0/data"}),
-        dm.DiskSpec(2, "cdrom", None, user={}),
+        gs.DiskSpec(1, "disk", "/dev/vg0/data", "block", bus="scsi", default_format="raw", user={"path": "/dev/vg0/data"}),
+        gs.DiskSpec(2, "cdrom", None, user={}),
     ]
-    s.interfaces = [dm.NicSpec(0, "network", "lab"), dm.NicSpec(1, "bridge", "br0", "e1000e", "52:54:00:ab:cd:ef")]
-    s.graphics = dm.GraphicsSpec("vnc", "127.0.0.1", "pw1")
+    s.interfaces = [gs.NicSpec(0, "network", "lab"), gs.NicSpec(1, "bridge", "br0", "e1000e", "52:54:00:ab:cd:ef")]
+    s.graphics = gs.GraphicsSpec("vnc", "127.0.0.1", "pw1")
     s.console_log = "/var/log/g-console.log"
     s.tags = ["web", "db"]
     s.seed = seed_spec()
     s.created_volumes = [("default", "root.qcow2", "/var/lib/libvirt/images/g/root.qcow2")]
-    s.mac_factory = mac_factory()
+    s.new_macs = new_macs()
     return s
 
 
 def spec_nomac_same():
     """What the guest in qemu-nomac.xml was defined with: no MACs, no change."""
-    s = dm.GuestSpec("golden-nomac")
+    s = gs.GuestSpec("golden-nomac")
     s.virt_type = "qemu"
     s.machine = "q35"
     s.memory = 256
     s.vcpus = 1
     s.firmware = "bios"
     s.disks = [
-        dm.DiskSpec(0, "disk", "/var/lib/libvirt/images/golden/root.qcow2", default_format="qcow2", user={"path": "x"}),
-        dm.DiskSpec(1, "cdrom", None, target="sda"),
+        gs.DiskSpec(0, "disk", "/var/lib/libvirt/images/golden/root.qcow2", default_format="qcow2", user={"path": "x"}),
+        gs.DiskSpec(1, "cdrom", None, target="sda"),
     ]
-    s.interfaces = [dm.NicSpec(0, "network", "kvxexp", "virtio"), dm.NicSpec(1, "network", "kvxexp", "e1000e")]
-    s.graphics = dm.GraphicsSpec("vnc", "127.0.0.1", "oldpass1")
-    s.resolve_machine = {"q35": "pc-q35-7.2"}.get
-    s.mac_factory = mac_factory()
+    s.interfaces = [gs.NicSpec(0, "network", "kvxexp", "virtio"), gs.NicSpec(1, "network", "kvxexp", "e1000e")]
+    s.graphics = gs.GraphicsSpec("vnc", "127.0.0.1", "oldpass1")
+    s.machine_names = {"q35": "pc-q35-7.2"}
+    s.new_macs = new_macs()
     return s
 
 
@@ -98,18 +97,18 @@ def spec_nomac_update():
     s.max_memory = 512
     s.vcpus = 2
     s.disks = [
-        dm.DiskSpec(0, "disk", "/var/lib/libvirt/images/golden/root.qcow2", default_format="qcow2"),
-        dm.DiskSpec(1, "disk", "/var/lib/libvirt/images/golden/data.qcow2", default_format="qcow2", user={"path": "data"}),
+        gs.DiskSpec(0, "disk", "/var/lib/libvirt/images/golden/root.qcow2", default_format="qcow2"),
+        gs.DiskSpec(1, "disk", "/var/lib/libvirt/images/golden/data.qcow2", default_format="qcow2", user={"path": "data"}),
     ]
-    s.interfaces = [dm.NicSpec(0, "network", "kvxexp", "rtl8139"), dm.NicSpec(1, "network", "other", "virtio")]
-    s.graphics = dm.GraphicsSpec("vnc", None, "newpass1")
+    s.interfaces = [gs.NicSpec(0, "network", "kvxexp", "rtl8139"), gs.NicSpec(1, "network", "other", "virtio")]
+    s.graphics = gs.GraphicsSpec("vnc", None, "newpass1")
     s.console_log = "/var/log/golden.log"
     s.tags = ["x"]
     return s
 
 
 def spec_nomac_xml():
-    s = dm.GuestSpec("golden-nomac")
+    s = gs.GuestSpec("golden-nomac")
     s.xml = parse_xml(
         "<domain><name>ignored</name><features><hyperv><relaxed state='on'/></hyperv></features>"
         "<devices><watchdog model='i6300esb' action='reset'/>"
@@ -120,12 +119,12 @@ def spec_nomac_xml():
 
 
 def spec_nomac_uefi():
-    s = dm.GuestSpec("golden-nomac")
+    s = gs.GuestSpec("golden-nomac")
     s.firmware = "uefi"
     s.secure_boot = False
     s.cpu_mode = "host-passthrough"
     s.kernel = "/boot/vmlinuz"
-    s.graphics = dm.GraphicsSpec("none")
+    s.graphics = gs.GraphicsSpec("none")
     return s
 
 
@@ -148,7 +147,7 @@ CASES = [
 
 def build(input_name, spec):
     actual = dm.Domain.from_xml(fixture(input_name)) if input_name else None
-    return dm.DomainBuilder(actual, spec).build()
+    return DomainBuilder(actual, spec).build()
 
 
 @pytest.mark.parametrize("name,input_name,factory,paths", CASES, ids=[c[0] for c in CASES])
@@ -194,84 +193,84 @@ def test_change_kinds_say_how_a_running_guest_gets_them():
 
 def test_interfaces_without_mac_match_by_position_within_their_source():
     actual = dm.Domain.from_xml(fixture(NOMAC))
-    spec = dm.GuestSpec("golden-nomac")
+    spec = gs.GuestSpec("golden-nomac")
     # the second interface on kvxexp is the e1000e one; a new network comes last
-    spec.interfaces = [dm.NicSpec(0, "network", "other"), dm.NicSpec(1, "network", "kvxexp"), dm.NicSpec(2, "network", "kvxexp")]
-    builder = dm.DomainBuilder(actual, spec)
+    spec.interfaces = [gs.NicSpec(0, "network", "other"), gs.NicSpec(1, "network", "kvxexp"), gs.NicSpec(2, "network", "kvxexp")]
+    builder = DomainBuilder(actual, spec)
     matched, unmatched = builder.match_interfaces()
     assert 0 not in matched
     assert matched[1].mac == "52:54:00:8f:9e:ee"
     assert matched[2].mac == "52:54:00:01:34:60"
     assert unmatched == []
     # a MAC claims its interface wherever it is in the list
-    spec.interfaces = [dm.NicSpec(0, "network", "kvxexp"), dm.NicSpec(1, "network", "kvxexp", mac="52:54:00:8f:9e:ee")]
-    matched, unmatched = dm.DomainBuilder(actual, spec).match_interfaces()
+    spec.interfaces = [gs.NicSpec(0, "network", "kvxexp"), gs.NicSpec(1, "network", "kvxexp", mac="52:54:00:8f:9e:ee")]
+    matched, unmatched = DomainBuilder(actual, spec).match_interfaces()
     assert matched[1].mac == "52:54:00:8f:9e:ee"
     assert matched[0].mac == "52:54:00:01:34:60"
 
 
 def test_disks_without_target_match_by_source_then_take_a_free_target():
     actual = dm.Domain.from_xml(fixture(NOMAC))
-    spec = dm.GuestSpec("golden-nomac")
-    spec.disks = [dm.DiskSpec(0, "disk", "/new.qcow2"), dm.DiskSpec(1, "disk", "/var/lib/libvirt/images/golden/root.qcow2"),
-                  dm.DiskSpec(2, "cdrom", None), dm.DiskSpec(3, "disk", "/other.img", bus="sata")]
-    dm.DomainBuilder(actual, spec).resolve_targets()
+    spec = gs.GuestSpec("golden-nomac")
+    spec.disks = [gs.DiskSpec(0, "disk", "/new.qcow2"), gs.DiskSpec(1, "disk", "/var/lib/libvirt/images/golden/root.qcow2"),
+                  gs.DiskSpec(2, "cdrom", None), gs.DiskSpec(3, "disk", "/other.img", bus="sata")]
+    DomainBuilder(actual, spec).resolve_targets()
     assert [d.target for d in spec.disks] == ["vdb", "vda", "sda", "sdb"]
 
 
 def test_memory_raises_the_maximum_only_when_needed():
     actual = dm.Domain.from_xml(fixture(NOMAC))
-    spec = dm.GuestSpec("golden-nomac")
+    spec = gs.GuestSpec("golden-nomac")
     spec.memory = 128
-    domain, changes = dm.DomainBuilder(actual, spec).build()
+    domain, changes = DomainBuilder(actual, spec).build()
     assert [(c.path, c.before, c.after) for c in changes] == [("memory", 256, 128)]
     assert (domain.memory_mib, domain.max_memory_mib) == (128, 256)
     spec.memory = 1024
-    domain, changes = dm.DomainBuilder(actual, spec).build()
+    domain, changes = DomainBuilder(actual, spec).build()
     assert [(c.path, c.before, c.after) for c in changes] == [("max_memory", 256, 1024), ("memory", 256, 1024)]
 
 
 def test_machine_aliases_compare_equal_and_chipset_changes_are_refused():
     actual = dm.Domain.from_xml(fixture(NOMAC))
-    spec = dm.GuestSpec("golden-nomac")
+    spec = gs.GuestSpec("golden-nomac")
     spec.machine = "q35"
-    spec.resolve_machine = {"q35": "pc-q35-7.2", "pc": "pc-i440fx-7.2"}.get
-    assert dm.DomainBuilder(actual, spec).build()[1] == []
+    spec.machine_names = {"q35": "pc-q35-7.2", "pc": "pc-i440fx-7.2"}
+    assert DomainBuilder(actual, spec).build()[1] == []
     spec.machine = "pc-q35-7.1"
-    assert [c.path for c in dm.DomainBuilder(actual, spec).build()[1]] == ["machine"]
+    assert [c.path for c in DomainBuilder(actual, spec).build()[1]] == ["machine"]
     spec.machine = "pc"
     with pytest.raises(InvalidArgument) as err:
-        dm.DomainBuilder(actual, spec).build()
+        DomainBuilder(actual, spec).build()
     assert err.value.option == "machine"
 
 
 def test_xml_option_loses_to_structured_options():
     actual = dm.Domain.from_xml(fixture(NOMAC))
-    spec = dm.GuestSpec("golden-nomac")
+    spec = gs.GuestSpec("golden-nomac")
     spec.xml = parse_xml("<domain><memory unit='MiB'>1024</memory><currentMemory unit='MiB'>1024</currentMemory></domain>")
     spec.memory = 256
     spec.max_memory = 256
-    _domain, changes = dm.DomainBuilder(actual, spec).build()
+    _domain, changes = DomainBuilder(actual, spec).build()
     assert changes == []
 
 
 def test_xml_option_refuses_another_uuid():
     actual = dm.Domain.from_xml(fixture(NOMAC))
-    spec = dm.GuestSpec("golden-nomac")
+    spec = gs.GuestSpec("golden-nomac")
     spec.xml = parse_xml("<domain><uuid>11111111-2222-3333-4444-555555555555</uuid></domain>")
     with pytest.raises(InvalidArgument) as err:
-        dm.DomainBuilder(actual, spec).build()
+        DomainBuilder(actual, spec).build()
     assert err.value.option == "xml"
 
 
 def test_tags_compare_as_a_set():
     actual = dm.Domain.from_xml(fixture(NOMAC))
-    spec = dm.GuestSpec("golden-nomac")
+    spec = gs.GuestSpec("golden-nomac")
     spec.tags = ["b", "a"]
-    domain, changes = dm.DomainBuilder(actual, spec).build()
+    domain, changes = DomainBuilder(actual, spec).build()
     assert [c.path for c in changes] == ["tags"]
     spec.tags = ["a", "b", "a"]
-    assert dm.DomainBuilder(domain, spec).build()[1] == []
+    assert DomainBuilder(domain, spec).build()[1] == []
 
 
 @pytest.mark.parametrize("mac,expected", [
@@ -279,13 +278,13 @@ def test_tags_compare_as_a_set():
     ("52-54-00-ab-cd-02", "52:54:00:ab:cd:02"),
 ])
 def test_mac_normalization(mac, expected):
-    assert dm.normalize_mac(mac) == expected
+    assert normalize_mac(mac) == expected
 
 
 @pytest.mark.parametrize("mac", ["zz:54:00:ab:cd:01", "52:54:00:ab:cd", "01:00:5e:00:00:01", "52:54:00-ab:cd:01", ""])
 def test_bad_macs(mac):
     with pytest.raises(InvalidArgument) as err:
-        dm.normalize_mac(mac, "interfaces[1].mac")
+        normalize_mac(mac, "interfaces[1].mac")
     assert err.value.msg.startswith("interfaces[1].mac: ")
 
 
@@ -350,7 +349,7 @@ def _define_and_read(conn, xml):
 def test_round_trip_on_the_test_driver(conn, name, input_name, factory, paths):
     """Define the input, apply the spec, define the result: applying the spec again changes nothing."""
     actual = _define_and_read(conn, fixture(input_name)) if input_name else None
-    domain, changes = dm.DomainBuilder(actual, factory()).build()
+    domain, changes = DomainBuilder(actual, factory()).build()
     assert [c.path for c in changes] == paths
     again = _define_and_read(conn, domain.to_xml())
     if actual is not None:
@@ -362,31 +361,31 @@ def test_round_trip_on_the_test_driver(conn, name, input_name, factory, paths):
     if spec.disks:
         for d in spec.disks:
             d.target = d.target  # resolved again from the defined guest
-    _domain2, changes2 = dm.DomainBuilder(again, spec).build()
+    _domain2, changes2 = DomainBuilder(again, spec).build()
     assert [c.path for c in changes2] == []
 
 
 def test_secure_boot_off_leaves_a_valid_firmware_element():
-    spec = dm.GuestSpec("golden-sb")
+    spec = gs.GuestSpec("golden-sb")
     spec.memory = 128
     spec.firmware = "uefi"
     spec.secure_boot = True
-    domain, _changes = dm.DomainBuilder(None, spec).build()
+    domain, _changes = DomainBuilder(None, spec).build()
     assert domain.secure_boot is True and domain.smm == "on"
-    off = dm.GuestSpec("golden-sb")
+    off = gs.GuestSpec("golden-sb")
     off.firmware = "uefi"
     off.secure_boot = False
-    domain2, changes = dm.DomainBuilder(dm.Domain.from_xml(domain.to_xml()), off).build()
+    domain2, changes = DomainBuilder(dm.Domain.from_xml(domain.to_xml()), off).build()
     assert [c.path for c in changes] == ["secure_boot"]
     features = domain2.node.findall("./os/firmware/feature")
     assert [(f.get("name"), f.get("enabled")) for f in features] == [("secure-boot", "no")]
 
 
 def test_uefi_without_secure_boot_pins_the_non_secure_firmware():
-    spec = dm.GuestSpec("golden-uefi")
+    spec = gs.GuestSpec("golden-uefi")
     spec.memory = 128
     spec.firmware = "uefi"
-    domain, _changes = dm.DomainBuilder(None, spec).build()
+    domain, _changes = DomainBuilder(None, spec).build()
     assert domain.firmware_attr == "efi"
     assert domain.secure_boot_feature == "no"
     assert domain.acpi and domain.apic
@@ -394,20 +393,20 @@ def test_uefi_without_secure_boot_pins_the_non_secure_firmware():
 
 def test_xml_option_compares_sizes_across_units():
     actual = dm.Domain.from_xml(fixture(NOMAC))  # <memory unit='KiB'>262144</memory>
-    spec = dm.GuestSpec("golden-nomac")
+    spec = gs.GuestSpec("golden-nomac")
     spec.xml = parse_xml("<domain><memory unit='MiB'>256</memory><currentMemory unit='GiB'>1</currentMemory></domain>")
-    _domain, changes = dm.DomainBuilder(actual, spec).build()
+    _domain, changes = DomainBuilder(actual, spec).build()
     assert [c.path for c in changes] == ["xml/currentMemory@unit", "xml/currentMemory"]
 
 
 def test_new_guest_from_the_xml_option_keeps_its_devices():
-    spec = dm.GuestSpec("golden-xml")
+    spec = gs.GuestSpec("golden-xml")
     spec.memory = 64
     spec.xml = parse_xml("<domain type='qemu'><name>ignored</name><devices>"
                          "<disk type='file' device='disk'><source file='/x.img'/><target dev='vdz' bus='virtio'/></disk>"
                          "</devices></domain>")
-    spec.disks = [dm.DiskSpec(0, "disk", "/y.img", default_format="raw")]
-    domain, changes = dm.DomainBuilder(None, spec).build()
+    spec.disks = [gs.DiskSpec(0, "disk", "/y.img", default_format="raw")]
+    domain, changes = DomainBuilder(None, spec).build()
     assert domain.name == "golden-xml"
     assert domain.virt_type == "qemu"
     assert sorted(d.target for d in domain.disks) == ["vda", "vdz"]  # the xml's disk is kept, not treated as removed
@@ -415,13 +414,13 @@ def test_new_guest_from_the_xml_option_keeps_its_devices():
 
 
 def test_a_seed_in_another_pool_replaces_the_media_of_the_same_cdrom():
-    spec = dm.GuestSpec("golden-seed")
+    spec = gs.GuestSpec("golden-seed")
     spec.memory = 64
     spec.seed = seed_spec()
-    first, _changes = dm.DomainBuilder(None, spec).build()
-    moved = dm.GuestSpec("golden-seed")
-    moved.seed = dm.SeedSpec("other", "g-cidata.iso", "/srv/other/g-cidata.iso", "d" * 64, seed_spec().files)
-    domain, changes = dm.DomainBuilder(dm.Domain.from_xml(first.to_xml()), moved).build()
+    first, _changes = DomainBuilder(None, spec).build()
+    moved = gs.GuestSpec("golden-seed")
+    moved.seed = gs.SeedSpec("other", "g-cidata.iso", "/srv/other/g-cidata.iso", "d" * 64, seed_spec().files)
+    domain, changes = DomainBuilder(dm.Domain.from_xml(first.to_xml()), moved).build()
     assert [(c.path, c.kind) for c in changes] == [("cloud_init.cdrom", dm.DISK_MEDIA)]
     cdroms = [d for d in domain.disks if d.device == "cdrom"]
     assert [(d.target, d.path()) for d in cdroms] == [("sda", "/srv/other/g-cidata.iso")]

@@ -23,19 +23,17 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient
 
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument
-from ansible_collections.kvmops.virt.plugins.module_utils._network import (
+from ansible_collections.kvmops.virt.plugins.module_utils._network import NetworkManager
+from ansible_collections.kvmops.virt.plugins.module_utils._network_edit import apply_spec, build_network, update_ops
+from ansible_collections.kvmops.virt.plugins.module_utils._network_spec import (
     EMPTY_SPEC,
-    NetworkManager,
-    NetworkXML,
     actual_spec,
-    apply_spec,
-    build_network,
-    check_name,
     compare,
     desired_spec,
-    update_ops,
     updatable_families,
 )
+from ansible_collections.kvmops.virt.plugins.module_utils._network_xml import NetworkXML
+from ansible_collections.kvmops.virt.plugins.module_utils._validate import check_network_name as check_name
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import canonical, parse_xml
 from ansible_collections.kvmops.virt.plugins.modules import virtio_network
 

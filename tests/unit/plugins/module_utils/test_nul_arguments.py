@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.kvmops.virt.plugins.module_utils._common import _nul_path
+from ansible_collections.kvmops.virt.plugins.module_utils._module import _nul_path
 from ansible_collections.kvmops.virt.plugins.modules import kvm_guest, storage_volume
 
 

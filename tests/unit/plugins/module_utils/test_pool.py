@@ -17,14 +17,12 @@ import pytest
 
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument
 from ansible_collections.kvmops.virt.plugins.module_utils._pool import (
-    PoolXML,
-    check_name,
     normalize_source,
-    pool_xml,
-    set_pool_options,
     validate_definition,
     validate_options,
 )
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import PoolXML, pool_xml, set_pool_options
+from ansible_collections.kvmops.virt.plugins.module_utils._validate import check_name
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import canonical, parse_xml
 from ansible_collections.kvmops.virt.plugins.modules import storage_pool
 

@@ -18,7 +18,9 @@ from ansible.module_utils.testing import patch_module_args
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.kvmops.virt.plugins.module_utils import _domain as dm
+from ansible_collections.kvmops.virt.plugins.module_utils import _domain_xml as dm
+from ansible_collections.kvmops.virt.plugins.module_utils import _guest_spec as gs
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_builder import DomainBuilder
 from ansible_collections.kvmops.virt.plugins.modules import kvm_guest
 
 PROPS = settings(derandomize=True, deadline=None, max_examples=60, database=None)
@@ -58,27 +60,27 @@ def guest_specs(draw):
 
 
 def _spec(options):
-    spec = dm.GuestSpec("prop-guest")
+    spec = gs.GuestSpec("prop-guest")
     for key in ("virt_type", "machine", "memory", "max_memory", "vcpus", "max_vcpus", "cpu_mode", "cpu_model", "console_log", "tags"):
         setattr(spec, key, options[key])
     if spec.max_memory is None:
         spec.max_memory = None
-    spec.disks = [dm.DiskSpec(i, "disk", d["path"], bus=d["bus"], fmt="qcow2") for i, d in enumerate(options["disks"])]
-    spec.interfaces = [dm.NicSpec(i, kind, source, model, m) for i, (kind, source, model, m) in enumerate(options["interfaces"])]
+    spec.disks = [gs.DiskSpec(i, "disk", d["path"], bus=d["bus"], fmt="qcow2") for i, d in enumerate(options["disks"])]
+    spec.interfaces = [gs.NicSpec(i, kind, source, model, m) for i, (kind, source, model, m) in enumerate(options["interfaces"])]
     g = options["graphics"]
     if g is not None:
         gtype, listen, password = g
-        spec.graphics = dm.GraphicsSpec(gtype, None if gtype == "none" else listen, None if gtype == "none" else password)
-    spec.resolve_machine = MACHINES.get
+        spec.graphics = gs.GraphicsSpec(gtype, None if gtype == "none" else listen, None if gtype == "none" else password)
+    spec.machine_names = MACHINES
     return spec
 
 
 @PROPS
 @given(guest_specs())
 def test_a_spec_matches_the_xml_built_from_it(options):
-    built, _changes = dm.DomainBuilder(None, _spec(options)).build()
+    built, _changes = DomainBuilder(None, _spec(options)).build()
     actual = dm.Domain.from_xml(built.to_xml())
-    again, changes = dm.DomainBuilder(actual, _spec(options)).build()
+    again, changes = DomainBuilder(actual, _spec(options)).build()
     assert [(c.path, c.before, c.after) for c in changes] == []
     assert again == actual
 

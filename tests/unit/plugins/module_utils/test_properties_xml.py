@@ -8,10 +8,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.kvmops.virt.plugins.module_utils._domain import Domain
-from ansible_collections.kvmops.virt.plugins.module_utils._network import NetworkXML
-from ansible_collections.kvmops.virt.plugins.module_utils._pool import PoolXML
-from ansible_collections.kvmops.virt.plugins.module_utils._volume import VolumeXML
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_xml import Domain
+from ansible_collections.kvmops.virt.plugins.module_utils._network_xml import NetworkXML
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import PoolXML, VolumeXML
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import canonical, etree
 
 PROPS = settings(derandomize=True, deadline=None, max_examples=100, database=None)

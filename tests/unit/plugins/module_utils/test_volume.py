@@ -9,6 +9,7 @@ mapped to clear errors and that a half-made volume is deleted again.
 """
 from __future__ import annotations
 
+import gc
 import json
 import struct
 
@@ -17,8 +18,7 @@ import pytest
 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument, OperationFailed
-from ansible_collections.kvmops.virt.plugins.module_utils._volume import (
-    VolumeXML,
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_ops import (
     check_volume_name,
     create_volume,
     delete_volume,
@@ -28,8 +28,8 @@ from ansible_collections.kvmops.virt.plugins.module_utils._volume import (
     round_up,
     upload_bytes,
     volume_facts,
-    volume_xml,
 )
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import VolumeXML, volume_xml
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import canonical, parse_xml
 from ansible_collections.kvmops.virt.plugins.modules import storage_volume
 
@@ -43,6 +43,20 @@ MIB = 1024 * 1024
 def qcow2_header(virtual_size, backing_offset=0):
     """The first 32 bytes of a qcow2 v3 image, as qemu-img writes them."""
     return b"QFI\xfb" + struct.pack(">IQIIQ", 3, backing_offset, 0, 16, virtual_size)
+
+
+@pytest.fixture(autouse=True)
+def fresh_test_driver():
+    """Each test starts from the test driver's stock state.
+
+    test:///default keeps its state (the volumes a test made) until the last
+    object of its connections is freed, not when the connection is closed. A
+    pool object referenced from a caught exception's traceback (a reference
+    cycle through ``pytest.raises``) lives until the garbage collector runs,
+    and its volumes would leak into the next test: collect it here.
+    """
+    yield
+    gc.collect()
 
 
 @pytest.fixture

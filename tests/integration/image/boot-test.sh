@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Boot the test guest built by tests/image/build.sh on qemu:///system and check
+# Boot the test guest built by tests/integration/image/build.sh on qemu:///system and check
 # that it boots, reads a NoCloud seed ISO, takes a DHCP lease on an isolated
 # libvirt network and powers off on an ACPI shutdown request.
 #
-# Usage: tests/image/boot-test.sh [MACHINE...]     (default: pc q35)
+# Usage: tests/integration/image/boot-test.sh [MACHINE...]     (default: pc q35)
 #   pc  = i440fx, seed ISO on an IDE cdrom; q35 = seed ISO on a SATA (AHCI) cdrom.
 # Environment:
 #   KVMOPS_TEST_IMAGE_DIR   image directory (default <repo>/.cache/test-image);
