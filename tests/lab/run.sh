@@ -87,6 +87,8 @@ check check_host check_host
 cat >"$TMP/prepare.yml" <<YAML
 kvmops_hosts: lab
 kvm_host_allow_emulation: true
+# A headless host: no GTK display and friends (the lab's repository has no recommends either).
+kvm_host_install_recommends: false
 kvm_host_min_memory_mb: 1024
 kvm_host_min_disk_mb: 512
 kvm_host_libvirt_users: [labops]
