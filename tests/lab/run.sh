@@ -39,7 +39,10 @@ lab_image_dir: $IMAGE_DIR
 lab_control_memory_mb: $(awk '/^MemTotal:/ {print int($2 / 1024)}' /proc/meminfo)
 lab_uri: "qemu+ssh://labops@ADDRESS/system?keyfile=$TMP/id_ed25519&no_verify=1&no_tty=1"
 YAML
-export ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE_STDOUT_CALLBACK=default
+# Pipelining: each task is one SSH round trip instead of four (put, chmod, run,
+# remove); under TCG each round trip costs seconds. Debian's sudo has no requiretty.
+export ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE_STDOUT_CALLBACK=default \
+  ANSIBLE_PIPELINING=True
 
 cleanup() {
   ansible-playbook -e "lab_vars=$TMP/vars.yml" "$LAB/down.yml" >"$TMP/down.log" 2>&1 ||
@@ -51,10 +54,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+stamp() { local l; while IFS= read -r l; do printf '%(%T)T %s\n' -1 "$l"; done; }
 check() {  # check NAME COMMAND... : one line per check, the log shown on failure
   local name=$1; shift
   local t0=$SECONDS
-  if "$@" >"$TMP/$name.log" 2>&1; then
+  # Each log line carries the time it was written (where a slow lab spends it).
+  if "$@" 2>&1 | stamp >"$TMP/$name.log"; then
     echo "lab-check: PASS $name ($((SECONDS - t0)) s)"
   else
     echo "lab-check: FAIL $name ($((SECONDS - t0)) s)"
