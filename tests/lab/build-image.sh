@@ -102,6 +102,9 @@ trap 'rm -rf "$WORK"' EXIT
 ROOT="$WORK/root"
 START=$(date +%s)
 
+# The package lists stay (mmdebstrap removes them by default), as on an
+# installed system: without them apt finds nothing until an `apt-get update`,
+# which kvm_host skips when the lists directory looks fresh (cache_valid_time).
 # The customize hook runs inside the finished system (mmdebstrap mounts /dev,
 # /proc and /sys for it): download the stack, index it, make it the only source.
 HOOK=$(cat <<EOF
@@ -123,7 +126,7 @@ EOF
 log "mmdebstrap $SUITE (image: ${IMAGE_PACKAGES[*]}; repository: ${REPO_PACKAGES[*]})"
 # The host's own apt sources (Debian's archive as this machine reaches it).
 mmdebstrap --variant=apt --mode=root --format=directory \
-  --dpkgopt=force-unsafe-io \
+  --dpkgopt=force-unsafe-io --skip=cleanup/apt/lists \
   --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
