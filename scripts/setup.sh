@@ -7,6 +7,7 @@
 #   - .venv-docs (documentation build) and .venv-importer (galaxy-importer, ansible-builder)
 #   - ansible-test's pip bootstrap stand-in (its download host is not reachable offline)
 #   - the test guest image (kernel + busybox initramfs from Debian packages)
+#   (the lab image, tests/lab/build-image.sh, is built by the `lab` stage itself)
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +22,7 @@ APT_PACKAGES=(
   qemu-system-x86 qemu-utils dnsmasq-base ovmf cpio busybox-static
   genisoimage lvm2 e2fsprogs iproute2 iptables nftables xz-utils git
   shellcheck  # ansible-test sanity skips its shellcheck test without it
+  mmdebstrap openssh-client  # tests/lab: the lab image, and SSH to the lab host
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

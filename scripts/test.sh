@@ -3,7 +3,7 @@
 # shellcheck disable=SC2317
 # Set everything up and run the kvmops.virt test suite.
 #   scripts/test.sh                 all stages
-#   scripts/test.sh STAGE [ARGS]    one stage: changelog lint harness sanity units module_runs integration reliability molecule docs dist
+#   scripts/test.sh STAGE [ARGS]    one stage: changelog lint harness sanity units module_runs integration reliability molecule lab docs dist
 # Integration stages use the live qemu:///system daemon on this machine.
 set -uo pipefail
 
@@ -43,6 +43,7 @@ sync_ansible_test_copy() {
 }
 
 declare -A STAGE_RESULT=()
+declare -A STAGE_SECONDS=()
 TOTAL_PASSED=0
 TOTAL_FAILED=0
 TOTAL_SKIPPED=0
@@ -170,6 +171,21 @@ stage_molecule() {
   record molecule "$passed" "$failed"
 }
 
+stage_lab() {
+  # A second, real host: a Debian 12 guest with systemd reached over SSH (tests/lab/run.sh).
+  # One record per check ("lab-check: PASS|FAIL <name>"), so each can fail alone.
+  local log="$LOGDIR/lab.log" t0=$SECONDS
+  bash tests/lab/run.sh "$@" 2>&1 | tee "$log"
+  local rc=${PIPESTATUS[0]} name result n=0
+  while read -r result name; do
+    n=$((n + 1))
+    if [ "$result" = PASS ]; then record "lab:$name" 1 0; else record "lab:$name" 0 1; fi
+  done < <(sed -n 's/^lab-check: \(PASS\|FAIL\) \([a-z_]*\).*/\1 \2/p' "$log")
+  [ "$rc" -ne 0 ] && ! grep -q '^lab-check: FAIL' "$log" && record lab 0 1
+  [ "$n" -eq 0 ] && [ "$rc" -eq 0 ] && record lab 0 1
+  echo "lab stage: $((SECONDS - t0)) s"
+}
+
 stage_docs() {
   # The docs and the roles' metadata say what the code does (every error message has its
   # troubleshooting row, secret role options are no_log), and the site builds.
@@ -195,7 +211,7 @@ stage_dist() {
 }
 
 main() {
-  ALL_STAGES=(changelog lint harness sanity units module_runs integration reliability molecule docs dist)
+  ALL_STAGES=(changelog lint harness sanity units module_runs integration reliability molecule lab docs dist)
   if [ $# -gt 0 ]; then
     stage="$1"; shift
     if declare -F "stage_$stage" >/dev/null; then
@@ -205,15 +221,22 @@ main() {
       record "$stage" 0 1
     fi
   else
+    local t0
     for stage in "${ALL_STAGES[@]}"; do
       echo "######## stage: $stage"
+      t0=$SECONDS
       "stage_$stage"
+      STAGE_SECONDS[$stage]=$((SECONDS - t0))
+      echo "######## stage $stage took ${STAGE_SECONDS[$stage]} s"
     done
   fi
 
   echo
   echo "######## summary"
   for stage in "${!STAGE_RESULT[@]}"; do printf '%-14s %s\n' "$stage" "${STAGE_RESULT[$stage]}"; done | sort
+  if [ "${#STAGE_SECONDS[@]}" -gt 0 ]; then
+    echo "time per stage: $(for stage in "${ALL_STAGES[@]}"; do printf '%s %ss, ' "$stage" "${STAGE_SECONDS[$stage]:-0}"; done)total ${SECONDS} s"
+  fi
   if [ "$TOTAL_SKIPPED" -gt 0 ]; then
     echo "total: $TOTAL_PASSED passed, $TOTAL_FAILED failed, $TOTAL_SKIPPED skipped"
   else

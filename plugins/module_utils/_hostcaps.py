@@ -14,11 +14,18 @@ import platform
 
 # the capabilities XML is parsed in _caps_xml, which kvm_guest uses too
 from ansible_collections.kvmops.virt.plugins.module_utils._caps_xml import parse_capabilities, parse_domain_capabilities
-from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
+from ansible_collections.kvmops.virt.plugins.module_utils._client import HAS_LIBVIRT, is_local_uri
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import ConnectionFailed, InvalidArgument, VirtError
+from ansible_collections.kvmops.virt.plugins.module_utils._xml import HAS_LXML, parse_xml
 
 VENDORS = {"GenuineIntel": "Intel", "AuthenticAMD": "AMD", "HygonGenuine": "Hygon", "CentaurHauls": "Centaur"}
 KVM_ARCH_MODULES = ("kvm_intel", "kvm_amd", "kvm_pvm")
+ARCH_64BIT = ("x86_64", "aarch64", "ppc64", "ppc64le", "s390x", "riscv64", "loongarch64")
+
+
+def missing_libraries():
+    """The Python libraries the libvirt facts need that are not installed (names for pip)."""
+    return [name for name, present in (("libvirt-python", HAS_LIBVIRT), ("lxml", HAS_LXML)) if not present]
 
 
 class HardwareProbe:
@@ -109,6 +116,56 @@ class HardwareProbe:
         return None
 
 
+class RemoteProbe:
+    """Hardware facts of the host behind a remote URI, from libvirt alone.
+
+    Node info (CPU count, memory) and the host CPU of the capabilities XML
+    (vendor, model, features); what libvirt does not tell (loaded kernel
+    modules, nested virtualization) is None. Never reads this machine's files.
+    """
+
+    def __init__(self, client):
+        self.client = client
+        self._caps = None
+
+    def _host_cpu(self):
+        if self._caps is None:
+            self._caps = parse_xml(self.client.capabilities_xml(), "capabilities")
+        return self._caps.find("./host/cpu")
+
+    def arch(self):
+        cpu = self._host_cpu()
+        return cpu.findtext("./arch") if cpu is not None else None
+
+    def cpuinfo(self):
+        info = self.client.call("reading node info", self.client.conn.getInfo)
+        cpu = self._host_cpu()
+        features = set(f.get("name") for f in cpu.findall("./feature")) if cpu is not None else set()
+        extension = "vmx" if "vmx" in features else "svm" if "svm" in features else None
+        arch = self.arch()
+        return {
+            "vendor": cpu.findtext("./vendor") if cpu is not None else None,
+            "model": cpu.findtext("./model") if cpu is not None else None,
+            "count": int(info[2]) if info and info[2] else None,
+            "virt_extension": extension,
+            "flags_64bit": arch in ARCH_64BIT or "lm" in features,
+            "memory_mb": int(info[1]) if info and info[1] else None,
+        }
+
+    def free_disk_mb(self, path):
+        """Free space of the active storage pool whose target is ``path``: (MiB or None, path)."""
+        with self.client.errors("listing storage pools"):
+            pools = self.client.conn.listAllStoragePools(0)
+        for pool in pools:
+            try:
+                target = parse_xml(pool.XMLDesc(0), "storage pool").findtext("./target/path")
+                if target and target.rstrip("/") == path.rstrip("/") and pool.isActive():
+                    return pool.info()[3] // (1024 * 1024), path
+            except Exception:  # pylint: disable=broad-except  # a pool that vanished or fails is not a verdict
+                continue
+        return None, path
+
+
 def free_disk_mb(path):
     """Free space of ``path`` or its nearest existing parent, and that parent."""
     probe = path
@@ -162,14 +219,26 @@ class HostCapabilities:
         self.allow_emulation = allow_emulation
         self.host_arch = host_arch or platform.machine()
         self.warnings = []
+        self.missing = []
         for option, value in (("min_memory_mb", min_memory_mb), ("min_disk_mb", min_disk_mb)):
             if value is not None and value < 0:
                 raise InvalidArgument(option, "must not be negative, got %d" % value)
         if not image_dir or not image_dir.startswith("/"):
             raise InvalidArgument("image_dir", "must be an absolute path, got '%s'" % image_dir)
 
+    @property
+    def remote(self):
+        return not is_local_uri(self.client.uri)
+
     def libvirt_facts(self):
-        """libvirt facts or None when a local daemon is not running."""
+        """libvirt facts or None when a local daemon is not running (or the libraries are missing)."""
+        missing = missing_libraries()
+        if missing and not self.remote:
+            self.warnings.append(
+                "%s not installed on this host: returning hardware facts only, libvirt facts are null"
+                % " and ".join(missing))
+            self.missing = missing
+            return None
         try:
             self.client.open()
         except ConnectionFailed as e:
@@ -196,22 +265,39 @@ class HostCapabilities:
                 "caps": caps, "domcaps": domcaps}
 
     def gather(self):
-        cpu = self.probe.cpuinfo()
-        modules = self.probe.kvm_modules()
+        lv = self.libvirt_facts()
+        domain_types = lv["caps"]["domain_types"] if lv else []
+        if self.remote:
+            # The host behind the URI, as libvirt describes it; never this machine's files.
+            remote = RemoteProbe(self.client)
+            cpu = remote.cpuinfo()
+            arch = lv["caps"]["arch"] or remote.arch()
+            modules = None
+            nested = None
+            kvm_ok = "kvm" in domain_types
+            kvm_detail = "libvirt at %s %s the kvm domain type (it checks /dev/kvm there)" % (
+                self.client.uri, "offers" if kvm_ok else "does not offer")
+            memory_mb = cpu["memory_mb"]
+            free_mb, disk_path = remote.free_disk_mb(self.image_dir)
+        else:
+            cpu = self.probe.cpuinfo()
+            arch = self.host_arch
+            modules = self.probe.kvm_modules()
+            nested = self.probe.nested(modules)
+            kvm_ok, kvm_detail = self.probe.kvm_device()
+            memory_mb = self.probe.memory_mb()
+            free_mb, disk_path = free_disk_mb(self.image_dir)
         cpu_facts = {
             "vendor": cpu["vendor"],
             "model": cpu["model"],
             "count": cpu["count"],
             "virt_extension": cpu["virt_extension"],
-            "nested": self.probe.nested(modules),
-            "arch": self.host_arch,
+            "nested": nested,
+            "arch": arch,
             "flags_64bit": cpu["flags_64bit"],
         }
-        kvm_ok, kvm_detail = self.probe.kvm_device()
-        memory_mb = self.probe.memory_mb()
-        free_mb, disk_path = free_disk_mb(self.image_dir)
-        lv = self.libvirt_facts()
-        domain_types = lv["caps"]["domain_types"] if lv else []
+        if not self.remote:
+            kvm_detail = self._kvm_device_hint(kvm_detail)
         domcaps = (lv or {}).get("domcaps") or {}
         virtualization, reason = classify(cpu, kvm_ok, domain_types, lv is not None)
         facts = {
@@ -247,6 +333,17 @@ class HostCapabilities:
         facts["requirements_met"] = all(r["passed"] for r in facts["requirements"])
         return facts
 
+    def _kvm_device_hint(self, detail):
+        """Name the fix for a /dev/kvm that exists but only root may open (no udev rule applied)."""
+        try:
+            st = os.stat(self.probe.path("dev", "kvm"))
+        except OSError:
+            return detail
+        if st.st_uid == 0 and st.st_gid == 0 and (st.st_mode & 0o777) == 0o600:
+            return (detail + "; /dev/kvm is root:root 0600, as on a host without udev: make it root:kvm 0660 as "
+                    "the distribution's udev rule does (kvmops.virt.kvm_host does), or libvirt treats KVM as unusable")
+        return detail
+
     def requirements(self, facts, reachable):
         cpu = facts["cpu"]
         reqs = []
@@ -265,20 +362,32 @@ class HostCapabilities:
         else:
             add("hardware virtualization", False, facts["virtualization_reason"])
         kvm = facts["kvm"]
-        add("KVM device", kvm["device"] or (self.allow_emulation and not hardware),
-            kvm["device_detail"] + ("; loaded modules: %s" % ", ".join(kvm["modules"]) if kvm["modules"] else "; no kvm modules loaded"))
+        if kvm["modules"] is None:
+            modules_detail = ""  # a remote host: libvirt does not tell
+        elif kvm["modules"]:
+            modules_detail = "; loaded modules: %s" % ", ".join(kvm["modules"])
+        else:
+            modules_detail = "; no kvm modules loaded"
+        add("KVM device", kvm["device"] or (self.allow_emulation and not hardware), kvm["device_detail"] + modules_detail)
         mem = facts["memory_mb"]
         add("memory", mem is not None and mem >= self.min_memory_mb,
             "%s MiB total, at least %d MiB required" % (mem, self.min_memory_mb))
         disk = facts["disk"]
-        add("free disk", disk["free_mb"] is not None and disk["free_mb"] >= self.min_disk_mb,
-            "%s MiB free at %s, at least %d MiB required" % (disk["free_mb"], disk["path"], self.min_disk_mb))
+        if disk["free_mb"] is None and self.remote:
+            add("free disk", False, "unknown: libvirt at %s has no active storage pool at %s, at least %d MiB required"
+                % (self.client.uri, disk["path"], self.min_disk_mb))
+        else:
+            add("free disk", disk["free_mb"] is not None and disk["free_mb"] >= self.min_disk_mb,
+                "%s MiB free at %s, at least %d MiB required" % (disk["free_mb"], disk["path"], self.min_disk_mb))
         if reachable:
             add("libvirt reachable", True, "libvirt %s, %s %s at %s" % (
                 facts["libvirt"]["version"], facts["libvirt"]["hypervisor"],
                 facts["libvirt"]["hypervisor_version"], facts["libvirt"]["uri"]))
             usable = [t for t in ("kvm", "qemu") if t in (facts["domain_types"] or [])]
             add("guest domain types", bool(usable), "libvirt offers: %s" % (", ".join(facts["domain_types"]) or "none"))
+        elif self.missing:
+            add("libvirt reachable", False, "%s not installed on this host: install the libvirt Python bindings "
+                "(python3-libvirt, python3-lxml) to check libvirt at %s" % (" and ".join(self.missing), self.client.uri))
         else:
             add("libvirt reachable", False, "libvirt is not reachable at %s: start libvirtd (or virtqemud)" % self.client.uri)
         return reqs

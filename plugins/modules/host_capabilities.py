@@ -15,9 +15,14 @@ description:
     C(/sys/module/kvm_*/parameters/nested), memory and the free space of the image directory.
   - libvirt facts come from the capabilities and domain capabilities of the hypervisor at O(uri),
     namely domain types, UEFI and secure boot firmware, CPU modes and models, disk buses, TPM and virtio.
-  - Without a reachable local libvirt daemon the module still returns the hardware facts,
-    with the libvirt keys set to V(null), and a warning. A remote or malformed O(uri) that
-    cannot be reached fails with a message naming the URI.
+  - Without a reachable local libvirt daemon, and on a fresh host without libvirt-python or lxml
+    installed, the module still returns the hardware facts, with the libvirt keys set to V(null),
+    and a warning. A remote or malformed O(uri) that cannot be reached fails with a message naming the URI.
+  - With a remote O(uri) (for example C(qemu+ssh://user@host/system)) every fact describes the host
+    behind the URI, as libvirt reports it (node info for the CPU count and memory, the host CPU of the
+    capabilities for vendor, model and C(vmx)/C(svm), the domain types for the KVM device, the free space
+    of the active storage pool at O(image_dir)); what libvirt does not tell (loaded kvm modules, nested
+    virtualization) is V(null). The machine running the module is never described as the remote host.
   - The classification is honest. V(hardware) needs both a CPU virtualization extension
     (C(vmx) or C(svm)) and a usable C(/dev/kvm). A C(/dev/kvm) without those extensions
     (for example one provided by a software KVM backend in a nested cloud instance)
@@ -53,7 +58,7 @@ attributes:
   platform:
     platforms: posix
     support: full
-    description: Runs on the virtualization host, or on any host for a remote O(uri) (hardware facts are then those of the host running the module).
+    description: Runs on the virtualization host, or on any host with libvirt-python and lxml for a remote O(uri).
 notes:
   - The module never changes the host and always reports C(changed=false).
 seealso:
@@ -107,7 +112,7 @@ ansible_facts:
           type: dict
           sample: {vendor: Intel, model: "Intel(R) Xeon(R)", count: 8, virt_extension: vmx, nested: false, arch: x86_64, flags_64bit: true}
         kvm:
-          description: C(device) (bool, C(/dev/kvm) exists and opens), C(device_detail), C(modules) (loaded kvm modules).
+          description: C(device) (bool, C(/dev/kvm) exists and opens), C(device_detail), C(modules) (loaded kvm modules; V(null) for a remote O(uri)).
           type: dict
           sample: {device: true, device_detail: /dev/kvm exists and opens read-write, modules: [kvm, kvm_intel]}
         memory_mb:
@@ -172,10 +177,10 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient
+from ansible_collections.kvmops.virt.plugins.module_utils._client import LibvirtClient, is_local_uri
 from ansible_collections.kvmops.virt.plugins.module_utils._module import argument_spec, refuse_nul_arguments, require_libraries
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import VirtError
-from ansible_collections.kvmops.virt.plugins.module_utils._hostcaps import HostCapabilities
+from ansible_collections.kvmops.virt.plugins.module_utils._hostcaps import HostCapabilities, missing_libraries
 
 
 def main():
@@ -189,8 +194,11 @@ def main():
         ),
         supports_check_mode=True,
     )
-    require_libraries(module)
     client = LibvirtClient(module.params["uri"])
+    # A fresh host has neither libvirt-python nor lxml: hardware facts only, with a
+    # warning. A remote hypervisor can only be described through libvirt.
+    if missing_libraries() and not is_local_uri(client.uri):
+        require_libraries(module)
     try:
         gatherer = HostCapabilities(
             client,

@@ -144,3 +144,44 @@ def test_bad_thresholds_are_refused_naming_the_option(kwargs, option):
     with pytest.raises(InvalidArgument) as e:
         HostCapabilities(LibvirtClient("test:///default"), probe=HardwareProbe(host("intel_vmx")), **kwargs)
     assert e.value.msg.startswith(option + ": ")
+
+
+def test_without_libvirt_python_or_lxml_hardware_facts_only(monkeypatch):
+    """A fresh host: the bindings are missing; no connection is attempted."""
+    from ansible_collections.kvmops.virt.plugins.module_utils import _hostcaps
+
+    monkeypatch.setattr(_hostcaps, "HAS_LIBVIRT", False)
+    monkeypatch.setattr(_hostcaps, "HAS_LXML", False)
+    client = LibvirtClient("qemu:///system")
+    gatherer = HostCapabilities(client, probe=HardwareProbe(host("intel_vmx")))
+    facts = gatherer.gather()
+    assert client._conn is None
+    assert facts["cpu"]["virt_extension"] == "vmx"
+    assert facts["libvirt"] == {"version": None, "hypervisor": None, "hypervisor_version": None, "uri": None}
+    assert facts["domain_types"] is None
+    assert gatherer.warnings == [
+        "libvirt-python and lxml not installed on this host: returning hardware facts only, libvirt facts are null"]
+    reachable = [r for r in facts["requirements"] if r["name"] == "libvirt reachable"][0]
+    assert reachable["passed"] is False and "libvirt-python and lxml not installed" in reachable["detail"]
+
+
+def test_remote_uri_describes_the_host_behind_it_not_this_machine(monkeypatch):
+    """A remote URI: libvirt's node info and capabilities, never the local probe.
+    test:///default stands in for the remote daemon (its node: 16 CPUs, 8 GiB)."""
+    from ansible_collections.kvmops.virt.plugins.module_utils import _hostcaps
+
+    class Untouchable(HardwareProbe):
+        def read(self, *parts):
+            raise AssertionError("read this machine's %s for a remote URI" % "/".join(parts))
+
+    monkeypatch.setattr(_hostcaps, "is_local_uri", lambda uri: False)
+    with LibvirtClient("test:///default") as client:
+        info = client.conn.getInfo()
+        facts = HostCapabilities(client, probe=Untouchable("/"), min_disk_mb=1).gather()
+    assert facts["cpu"]["count"] == info[2]
+    assert facts["memory_mb"] == info[1]
+    assert facts["kvm"]["modules"] is None
+    assert facts["cpu"]["nested"] is None
+    assert facts["libvirt"]["uri"] == "test:///default"
+    names = [r["name"] for r in facts["requirements"]]
+    assert "free disk" in names and "KVM device" in names
