@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Two tests for tests/pytest/test_harness.py: one passes, one is skipped (collected only when named)."""
+"""Two tests for tests/harness/test_harness.py: one passes, one is skipped (collected only when named)."""
 import pytest
 
 
