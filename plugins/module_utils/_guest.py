@@ -192,7 +192,7 @@ class GuestManager(Manager):
             # the new definition records the new seed's digest; put the old one back so
             # that the next run sees the difference and builds the seed again
             try:
-                define(self.client, self.name, self.actual.to_xml())
+                _guest_ops().define(self.client, self.name, self.actual.to_xml())
                 e.msg = ("%s; the previous definition of guest '%s' was restored, and its seed volume '%s' is rebuilt by the next run"
                          % (e.msg, self.name, self.seed_plan["name"]))
             except VirtError:
