@@ -211,6 +211,7 @@ def test_the_extraction_finds_the_messages():
     texts = {text for text, where in ALL}
     assert len(ALL) > 150
     assert "capacity: must be greater than zero, got " + HOLE in texts
+    assert "kvm_guests: every entry needs a name, and names must be unique" in texts
     assert "Failed to import the required Python library (libvirt-python) on " + HOLE in texts
     assert "This host does not meet the requirements for KVM virtualization:" in texts
 
