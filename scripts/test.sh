@@ -130,33 +130,33 @@ YAML
   record integration "$p" "$f" "$s"
 }
 
+# pytest on DIR with DIR/pytest.ini, output in $LOGDIR/NAME.log; leaves the counts in p f s
+# (a non-zero exit with no failure counted is one failure).
+pytest_stage() {  # pytest_stage NAME DIR [PYTEST ARGS]
+  local name="$1" dir="$2" rc
+  shift 2
+  "$VENV/pytest" -p no:cacheprovider -c "$dir/pytest.ini" "$dir" "$@" 2>&1 | tee "$LOGDIR/$name.log"
+  rc=${PIPESTATUS[0]}
+  read -r p f s < <(pytest_counts "$LOGDIR/$name.log")
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  return 0
+}
+
 stage_harness() {
   # The test harness itself tells the truth: it counts tests, fails on a misspelt stage or one that runs nothing.
-  local log="$LOGDIR/harness.log"
-  "$VENV/pytest" -p no:cacheprovider -c tests/harness/pytest.ini tests/harness "$@" 2>&1 | tee "$log"
-  local rc=${PIPESTATUS[0]}
-  read -r p f s < <(pytest_counts "$log")
-  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  pytest_stage harness tests/harness "$@"
   record harness "$p" "$f" "$s"
 }
 
 stage_module_runs() {
   # Modules run through Ansible's own executor (pytest-ansible) against this host.
-  local log="$LOGDIR/module_runs.log"
-  "$VENV/pytest" -p no:cacheprovider -c tests/module_runs/pytest.ini tests/module_runs "$@" 2>&1 | tee "$log"
-  local rc=${PIPESTATUS[0]}
-  read -r p f s < <(pytest_counts "$log")
-  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  pytest_stage module_runs tests/module_runs "$@"
   record module_runs "$p" "$f" "$s"
 }
 
 stage_reliability() {
   # Bad input, faults, concurrency, secrets, no data lost; see docs/reliability.md.
-  local log="$LOGDIR/reliability.log"
-  "$VENV/pytest" -p no:cacheprovider -c tests/reliability/pytest.ini tests/reliability "$@" 2>&1 | tee "$log"
-  local rc=${PIPESTATUS[0]}
-  read -r p f s < <(pytest_counts "$log")
-  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  pytest_stage reliability tests/reliability "$@"
   record reliability "$p" "$f" "$s"
 }
 
@@ -190,11 +190,7 @@ stage_docs() {
   # The docs and the roles' metadata say what the code does (every error message has its
   # troubleshooting row, secret role options are no_log), and the site builds.
   [ -x scripts/build-docs.sh ] || { echo "scripts/build-docs.sh is missing"; record docs 0 1; return; }
-  local log="$LOGDIR/docs.log"
-  "$VENV/pytest" -p no:cacheprovider -c tests/docs/pytest.ini tests/docs "$@" 2>&1 | tee "$log"
-  local rc=${PIPESTATUS[0]}
-  read -r p f s < <(pytest_counts "$log")
-  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && f=1
+  pytest_stage docs tests/docs "$@"
   if bash scripts/build-docs.sh; then p=$((p + 1)); else f=$((f + 1)); fi
   record docs "$p" "$f" "$s"
 }
