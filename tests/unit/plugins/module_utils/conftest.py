@@ -24,3 +24,23 @@ def run_module_main(capsys):
         return json.loads(capsys.readouterr().out)
 
     return _run
+
+
+@pytest.fixture
+def conn(request):
+    """A connection to test:///default. Afterwards the guests and the ``default-pool`` volumes named
+    with the test module's ``PREFIX`` are removed (test modules with other needs define their own)."""
+    libvirt = pytest.importorskip("libvirt")
+    prefix = request.module.PREFIX
+    c = libvirt.open(TEST_URI)
+    yield c
+    for dom in c.listAllDomains(0):
+        if dom.name().startswith(prefix):
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+    pool = c.storagePoolLookupByName("default-pool")
+    for vol in pool.listAllVolumes(0):
+        if vol.name().startswith(prefix):
+            vol.delete(0)
+    c.close()

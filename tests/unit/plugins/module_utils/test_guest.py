@@ -21,23 +21,9 @@ libvirt = pytest.importorskip("libvirt")
 
 URI = "test:///default"
 POOL = "default-pool"
+# The guests and volumes of this module; the conftest's conn fixture removes them afterwards.
+PREFIX = "ut-"
 NET = "default"
-
-
-@pytest.fixture
-def conn():
-    c = libvirt.open(URI)
-    yield c
-    for dom in c.listAllDomains(0):
-        if dom.name().startswith("ut-"):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    pool = c.storagePoolLookupByName(POOL)
-    for vol in pool.listAllVolumes(0):
-        if vol.name().startswith("ut-"):
-            vol.delete(0)
-    c.close()
 
 
 def run(capsys, args, check=False):

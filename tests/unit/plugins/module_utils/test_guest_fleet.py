@@ -17,22 +17,8 @@ libvirt = pytest.importorskip("libvirt")
 
 URI = "test:///default"
 POOL = "default-pool"
-
-
-@pytest.fixture
-def conn():
-    c = libvirt.open(URI)
-    yield c
-    for dom in c.listAllDomains(0):
-        if dom.name().startswith("uf-"):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    pool = c.storagePoolLookupByName(POOL)
-    for vol in pool.listAllVolumes(0):
-        if vol.name().startswith("uf-"):
-            vol.delete(0)
-    c.close()
+# The guests and volumes of this module; the conftest's conn fixture removes them afterwards.
+PREFIX = "uf-"
 
 
 def run(capsys, args, check=False):

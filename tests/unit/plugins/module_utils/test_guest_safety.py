@@ -12,7 +12,10 @@ from ansible_collections.kvmops.virt.plugins.module_utils import _domain_xml as 
 from ansible_collections.kvmops.virt.plugins.module_utils import _storage_ops
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import VirtError
 
-from ansible_collections.kvmops.virt.tests.unit.plugins.module_utils.test_guest import POOL, conn, g, run, warnings  # noqa: F401  pylint: disable=unused-import
+from ansible_collections.kvmops.virt.tests.unit.plugins.module_utils.test_guest import POOL, g, run, warnings
+
+# The guests and volumes of this module; the conftest's conn fixture removes them afterwards.
+PREFIX = "ut-"
 
 BAD_XML = "<domain><devices><disk type='file' device='disk'><target dev='vdq' bus='nonsense'/></disk></devices></domain>"
 
