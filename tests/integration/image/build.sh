@@ -54,6 +54,10 @@
 # /etc/acpi/PWRF/00000080, which prints `KVMOPS-TEST-GUEST POWEROFF` and powers
 # off at once (`poweroff -f`), so graceful shutdown takes about a second.
 # Kernel cmdline: `kvmops.seedwait=<s>` how long to look for the seed (default 3).
+# Kernel cmdline: `kvmops.heartbeat=1` prints, every 2 s after READY,
+#   KVMOPS-TEST-GUEST HEARTBEAT BOOT=<kernel boot_id> N=<count from 1>
+# (a guest resumed from a memory snapshot keeps its BOOT and counts on from the
+# snapshot's N; a reboot prints BOOTED and a new BOOT, N from 1 again).
 # DHCP: `udhcpc` on each ethN, sending the seed's hostname (if any); it stays
 # in the background to renew the lease. There is no login, ssh or guest agent.
 set -euo pipefail
@@ -290,6 +294,10 @@ for arg in $(cat /proc/cmdline); do
   case $arg in kvmops.seedwait=*) SEED_WAIT=${arg#kvmops.seedwait=} ;; esac
 done
 case $SEED_WAIT in '' | *[!0-9]*) SEED_WAIT=3 ;; esac
+HEARTBEAT=0
+for arg in $(cat /proc/cmdline); do
+  case $arg in kvmops.heartbeat=1) HEARTBEAT=1 ;; esac
+done
 SEED_DEV=
 i=0
 while [ $i -lt $((SEED_WAIT * 5)) ] && [ -z "$SEED_DEV" ]; do
@@ -367,8 +375,14 @@ say "KVMOPS-TEST-GUEST UPTIME=$(uptime_s)"
 say "KVMOPS-TEST-GUEST READY"
 
 # PID 1 must not exit. Report hot-plugged disks/NICs.
+BOOT_ID=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
+BEAT=0
 while true; do
   sleep 2
+  if [ "$HEARTBEAT" = 1 ]; then
+    BEAT=$((BEAT + 1))
+    say "KVMOPS-TEST-GUEST HEARTBEAT BOOT=$BOOT_ID N=$BEAT"
+  fi
   d=$(list_disks)
   [ "$d" != "$DISKS" ] && DISKS=$d && say "KVMOPS-TEST-GUEST DISKS=$DISKS"
   n=$(list_nics)
