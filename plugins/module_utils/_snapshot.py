@@ -264,19 +264,21 @@ class SnapshotManager(Manager):
                 raise self.client.translate(e, action)
             # the running QEMU cannot load the snapshot in place; libvirt starts a new one
             self.client.call(action, self.dom.revertToSnapshot, snap, flag("VIR_DOMAIN_SNAPSHOT_REVERT_FORCE"))
-        if existing.has_memory and self._has_agent_channel():
-            # a snapshot taken with quiesce holds frozen filesystems in its memory
+        if existing.has_memory and self._agent_connected():
+            # a snapshot taken with quiesce holds frozen filesystems in its memory; thawing others is a no-op
             try:
                 self.dom.fsThaw(None, 0)
             except libvirt.libvirtError as e:
                 self.warnings.append(
-                    "guest '%s' resumed from snapshot '%s', but its guest agent did not answer a thaw (%s); if the "
-                    "snapshot was taken with quiesce, thaw the guest's filesystems once the agent runs (virsh domfsthaw)"
+                    "guest '%s' resumed from snapshot '%s', but its guest agent did not thaw its filesystems (%s); if the "
+                    "snapshot was taken with quiesce, thaw them once the agent answers (virsh domfsthaw)"
                     % (self.guest, self.name, e.get_error_message()))
 
-    def _has_agent_channel(self):
+    def _agent_connected(self):
+        """Whether the guest agent's channel is open inside the guest (libvirt's live ``state``)."""
         domain = Domain.from_xml(self.client.call("reading guest '%s'" % self.guest, self.dom.XMLDesc, 0))
-        return any(c.get("name") == GUEST_AGENT_CHANNEL for c in domain.node.iterfind("./devices/channel/target"))
+        return any(t.get("name") == GUEST_AGENT_CHANNEL and t.get("state") == "connected"
+                   for t in domain.node.iterfind("./devices/channel/target"))
 
     # -- result -----------------------------------------------------------
     def result(self):

@@ -61,8 +61,8 @@ options:
         so that the disks hold what the applications flushed.
       - Needs a running guest with C(qemu-guest-agent) running and its channel (C(org.qemu.guest_agent.0));
         when no agent answers, the task fails before anything is created. With a guest that is shut down it is an error.
-      - The snapshot's memory holds the frozen filesystems; a revert to it thaws them through the agent, and warns
-        when the agent does not answer.
+      - The snapshot's memory holds the frozen filesystems. A revert to a memory snapshot thaws them through the agent
+        when the agent's channel is connected after the revert, and warns when the agent then refuses.
     type: bool
     default: false
   keep:
