@@ -76,8 +76,6 @@ class SnapshotManager(Manager):
     def _validate(self):
         check_name(self.guest, "guest", what="guest")
         check_name(self.name, "name", what="snapshot")
-        if self.state not in STATES:
-            raise InvalidArgument("state", "%r is not one of %s" % (self.state, ", ".join(STATES)))
         keep = self.params.get("keep")
         if keep is not None:
             if self.state != "present":
@@ -86,7 +84,7 @@ class SnapshotManager(Manager):
                 raise InvalidArgument("keep", "must be at least 1 (the snapshot just created is kept), got %d" % keep)
         for option in ("memory", "quiesce"):
             if self.params.get(option) and self.state != "present":
-                raise InvalidArgument(option, "is used when a snapshot is created; it is only used with state: present")
+                raise InvalidArgument(option, "only matters when a snapshot is created; it is only used with state: present")
         if self.params.get("description") is not None and self.state != "present":
             raise InvalidArgument("description", "is only used with state: present")
 

@@ -222,7 +222,7 @@ class Run(object):
         for dom in virsh("list --all --name", check=False).split():
             if dom.startswith(p):
                 virsh("destroy %s" % dom, check=False, quiet=True)
-                virsh("undefine %s --nvram" % dom, check=False)
+                virsh("undefine %s --nvram --snapshots-metadata" % dom, check=False)
         for net in virsh("net-list --all --name", check=False).split():
             if net.startswith(p):
                 virsh("net-destroy %s" % net, check=False, quiet=True)
