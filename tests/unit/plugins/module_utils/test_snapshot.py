@@ -80,8 +80,8 @@ def test_present_four_way_description_and_absent(conn, guest, run_module_main):
     assert apply["snapshots"] == ["s1"]
     xml = conn.lookupByName(guest).snapshotLookupByName("s1", 0).getXMLDesc(0)
     assert "<disk name='sda' snapshot='no'/>" in xml  # the cdrom is left out
-    for _ in range(2):
-        again = run_module_main(kvm_snapshot, check=_ == 0, **args)
+    for check_mode in (True, False):
+        again = run_module_main(kvm_snapshot, check=check_mode, **args)
         assert not again["changed"] and again["diff"] == {"before": {}, "after": {}}
 
     # the description is updated in place: same snapshot, still current
@@ -97,8 +97,8 @@ def test_present_four_way_description_and_absent(conn, guest, run_module_main):
     gone = dict(guest=guest, name="s1", state="absent")
     check = run_module_main(kvm_snapshot, check=True, **gone)
     apply = run_module_main(kvm_snapshot, **gone)
-    assert check["diff"] == apply["diff"] == {"before": {"state": "present", "snapshots": ["s1"]},
-                                               "after": {"state": "absent", "snapshots": []}}
+    assert check["diff"] == apply["diff"] == {
+        "before": {"state": "present", "snapshots": ["s1"]}, "after": {"state": "absent", "snapshots": []}}
     assert snapshot_names(conn, guest) == [] and apply["snapshot"] == {}
     assert not run_module_main(kvm_snapshot, check=True, **gone)["changed"]
     assert not run_module_main(kvm_snapshot, **gone)["changed"]
