@@ -39,6 +39,14 @@ def norm(text):
     return re.sub(r"\s+", " ", text).strip()
 
 
+def texts(entry):
+    """What CHANGELOG.rst must show of a fragment entry: its text, or for a new plugin
+    (``add plugin.module: [{name, description, namespace}]``) its name and description."""
+    if isinstance(entry, dict):
+        return [entry["name"], entry["description"]]
+    return [entry]
+
+
 def fragment_entries(fragments_dir):
     entries = []
     for name in sorted(os.listdir(fragments_dir)):
@@ -71,9 +79,10 @@ def main(copy_dir):
         rendered = norm(f.read())
     if released:
         return 0
-    missing = [(n, s, e) for n, s, e in entries if norm(e) not in rendered]
+    missing = [(n, s, e) for n, s, e in entries if not all(norm(t) in rendered for t in texts(e))]
     for name, section, entry in missing:
-        print("changelog: %s (%s) is missing from CHANGELOG.rst: %s" % (name, section, entry[:80]), file=sys.stderr)
+        print("changelog: %s (%s) is missing from CHANGELOG.rst: %s" % (name, section, " - ".join(texts(entry))[:80]),
+              file=sys.stderr)
     if missing:
         return 1
     print("changelog: CHANGELOG.rst for %s has all %d entries of the fragments" % (version, len(entries)))
