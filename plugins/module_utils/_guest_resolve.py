@@ -407,14 +407,6 @@ class GuestResolver(OtherGuests):
         digest, per_file = digests(salt)
         return digest, per_file, salt, compare
 
-    def _seed_state(self, vol):
-        """``complete``, ``interrupted`` or ``other`` (see ``_iso9660.seed_state``); ``complete``
-        when the driver cannot read volumes."""
-        from ansible_collections.kvmops.virt.plugins.module_utils._iso9660 import SEED_HEAD, seed_state  # pylint: disable=import-outside-toplevel
-
-        head = _storage_ops().read_bytes(self.client, vol, 0, SEED_HEAD)
-        return "complete" if head is None else seed_state(head, self.name)
-
     def _check_console_log(self, path):
         """The guest's start truncates its console log: an existing file is
         taken only when it is already this guest's log, empty, or in libvirt's
@@ -686,7 +678,10 @@ class GuestResolver(OtherGuests):
         recorded = self.actual.metadata().seed if self.actual is not None else None
         ours = (recorded is not None and recorded.get("volume") == vol_name and recorded.get("pool") in (None, pool_name)
                 and dm.norm_path(recorded.get("path")) == seed.path)
-        state = self._seed_state(vol) if vol is not None else None
+        from ansible_collections.kvmops.virt.plugins.module_utils import _iso9660 as iso  # pylint: disable=import-outside-toplevel
+        head = _storage_ops().read_bytes(self.client, vol, 0, iso.SEED_HEAD) if vol is not None else None
+        # complete, interrupted (this guest's mark, no volume descriptor) or other; complete when the driver cannot read
+        state = None if vol is None else "complete" if head is None else iso.seed_state(head, self.name)
         if vol is not None and not ours and state == "interrupted":
             # this collection's own upload for this guest that did not finish (a new guest is defined after its seed)
             self.warnings.append("cloud_init: volume '%s' in storage pool '%s' is a seed of guest '%s' whose upload did not "
