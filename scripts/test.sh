@@ -156,6 +156,7 @@ stage_module_runs() {
 
 stage_reliability() {
   # Bad input, faults, concurrency, secrets, no data lost; see docs/reliability.md.
+  mkdir -p tests/output/reliability/logs  # a partial run (-k) writes there before any test has
   pytest_stage reliability tests/reliability "$@"
   record reliability "$p" "$f" "$s"
 }

@@ -136,6 +136,8 @@ class GuestManager(Manager):
         self.final, self.changes = builder.build()
         if self.seed_plan is not None and self.seed_plan["missing"]:
             self.changes.append(gs.Change("cloud_init.volume", None, self.seed_plan["path"], dm.SEED))
+        elif self.seed_plan is not None and self.seed_plan["incomplete"] and self.actual is not None:
+            self.changes.append(gs.Change("cloud_init.volume", "incomplete", self.seed_plan["path"], dm.SEED))
         r.check_mac_conflicts(spec)
         self._record_diff()
         self._plan_storage()
@@ -218,7 +220,7 @@ class GuestManager(Manager):
 
     def _build_seed(self):
         # the ISO writer is needed only when a seed is (re)built
-        from ansible_collections.kvmops.virt.plugins.module_utils._iso9660 import build_iso  # pylint: disable=import-outside-toplevel
+        from ansible_collections.kvmops.virt.plugins.module_utils._iso9660 import build_iso, seed_writes  # pylint: disable=import-outside-toplevel
 
         ops = _storage_ops()
         sp = self.seed_plan
@@ -233,7 +235,9 @@ class GuestManager(Manager):
         cv = CreatedVolume("cloud_init", sp["pool"], sp["pool_name"], sp["name"], None, sp["path"], len(iso))
         cv.vol = vol
         self.created_now.append(cv)
-        ops.upload_bytes(self.client, vol, iso)
+        # the volume descriptor last: an interrupted upload leaves no file system (rebuilt by the next run)
+        for offset, data in seed_writes(iso, self.name):
+            ops.upload_bytes(self.client, vol, data, offset)
         real = dm.norm_path(self.client.call("reading volume '%s'" % sp["name"], vol.path))
         if real != sp["path"]:
             self._move_path(sp["path"], real, sp["pool_name"], sp["name"])

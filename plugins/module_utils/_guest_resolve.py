@@ -678,13 +678,23 @@ class GuestResolver(OtherGuests):
         recorded = self.actual.metadata().seed if self.actual is not None else None
         ours = (recorded is not None and recorded.get("volume") == vol_name and recorded.get("pool") in (None, pool_name)
                 and dm.norm_path(recorded.get("path")) == seed.path)
-        if vol is not None and not ours:
+        from ansible_collections.kvmops.virt.plugins.module_utils import _iso9660 as iso  # pylint: disable=import-outside-toplevel
+        head = _storage_ops().read_bytes(self.client, vol, 0, iso.SEED_HEAD) if vol is not None else None
+        # complete, interrupted (this guest's mark, no volume descriptor) or other; complete when the driver cannot read
+        state = None if vol is None else "complete" if head is None else iso.seed_state(head, self.name)
+        if vol is not None and not ours and state == "interrupted":
+            # this collection's own upload for this guest that did not finish (a new guest is defined after its seed)
+            self.warnings.append("cloud_init: volume '%s' in storage pool '%s' is a seed of guest '%s' whose upload did not "
+                                 "finish (no file system); it is built again" % (vol_name, pool_name, self.name))
+        elif vol is not None and not ours:
             # never deleted, rebuilt or adopted: remove_storage would delete it later
             raise InvalidArgument("cloud_init", "volume '%s' already exists in storage pool '%s' (%s) and this collection did not "
                                   "create it as the seed of guest '%s'; it is never deleted, rebuilt or adopted: remove or rename "
                                   "it yourself (storage_volume state: absent, if it is a leftover of a failed run), or put the "
                                   "seed in another pool with cloud_init.pool" % (vol_name, pool_name, seed.path, self.name))
-        rebuild = vol is None or recorded is None or recorded.get("digest") != digest or dm.norm_path(recorded.get("path")) != seed.path
+        incomplete = state == "interrupted" or (ours and state == "other")
+        rebuild = vol is None or incomplete or recorded is None or recorded.get("digest") != digest or dm.norm_path(recorded.get("path")) != seed.path
         self.seed_plan = dict(pool=pool, pool_name=pool_name, name=vol_name, vol=vol, files=files, path=seed.path,
-                              rebuild=rebuild, missing=vol is None and recorded is not None and recorded.get("digest") == digest)
+                              rebuild=rebuild, missing=vol is None and recorded is not None and recorded.get("digest") == digest,
+                              incomplete=incomplete)
         spec.seed = seed

@@ -20,6 +20,9 @@ from ansible_collections.kvmops.virt.plugins.module_utils._cloudinit import chec
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument
 
 SECTOR = 2048
+# The primary volume descriptor: a reader sees a file system only when it is there.
+PVD_OFFSET = 16 * SECTOR
+_SEED_MARK = b"KVMOPS.VIRT CLOUD-INIT SEED OF GUEST "
 
 # ---------------------------------------------------------------------------
 # ISO 9660 + Joliet
@@ -208,3 +211,43 @@ def build_iso(files, volume_id="cidata"):
     for name in names:
         put(extents[name], files[name])
     return bytes(image)
+
+
+# ---------------------------------------------------------------------------
+# Seeds written in an order that tells an interrupted upload
+# ---------------------------------------------------------------------------
+
+def seed_mark(guest):
+    """The text a seed of ``guest`` carries at the start of its system area (unused by ISO 9660)."""
+    return _SEED_MARK + guest.encode("utf-8") + b"\n"
+
+
+def seed_writes(iso, guest):
+    """``[(offset, bytes), ...]``: the seed ``iso`` of ``guest`` as writes to make in this order.
+
+    The first write is the image with the guest's mark in its system area and
+    without its primary volume descriptor, the second that descriptor: until
+    the last write is done the volume holds no file system, so a volume whose
+    upload was interrupted is told from a complete seed (:func:`seed_state`).
+    """
+    image = bytearray(iso)
+    mark = seed_mark(guest)
+    image[:len(mark)] = mark
+    descriptor = bytes(image[PVD_OFFSET:PVD_OFFSET + SECTOR])
+    image[PVD_OFFSET:PVD_OFFSET + SECTOR] = bytes(SECTOR)
+    return [(0, bytes(image)), (PVD_OFFSET, descriptor)]
+
+
+# how much of a volume seed_state() reads
+SEED_HEAD = PVD_OFFSET + 6
+
+
+def seed_state(head, guest):
+    """What the first :data:`SEED_HEAD` bytes of a volume say: ``"complete"`` (an ISO 9660
+    volume descriptor is there), ``"interrupted"`` (``guest``'s seed mark without the
+    descriptor: an upload of this collection that did not finish) or ``"other"``."""
+    if head[PVD_OFFSET:PVD_OFFSET + 6] == b"\x01CD001":
+        return "complete"
+    if head.startswith(seed_mark(guest)):
+        return "interrupted"
+    return "other"

@@ -18,7 +18,8 @@ errors to the typed exceptions of ``_errors``:
   :func:`granularity` / :func:`round_up`;
 * :func:`upload_file` / :func:`upload_bytes` stream data into a volume through
   ``virStorageVolUpload`` in 1 MiB chunks, so it works over remote URIs with
-  bounded memory.
+  bounded memory; :func:`read_bytes` reads a few bytes back
+  (``virStorageVolDownload``).
 
 It never imports a manager; the managers (``_pool``, ``_volume``) and the
 guest layer import it.
@@ -240,13 +241,13 @@ def _send_all(stream, data):
         offset += sent
 
 
-def _upload(client, vol, fileobj, length, what):
+def _upload(client, vol, fileobj, length, what, offset=0):
     name = vol.name()
     action = "uploading %s into volume '%s'" % (what, name)
     stream = client.call("opening a stream for volume '%s'" % name, client.conn.newStream, 0)
     try:
         with client.errors(action):
-            vol.upload(stream, 0, length, 0)
+            vol.upload(stream, offset, length, 0)
             remaining = length
             while remaining > 0:
                 chunk = fileobj.read(min(CHUNK_SIZE, remaining))
@@ -278,10 +279,37 @@ def upload_file(client, vol, source_path):
     return size
 
 
-def upload_bytes(client, vol, data):
-    """Write ``data`` (bytes) into ``vol`` from offset 0."""
-    _upload(client, vol, io.BytesIO(data), len(data), "%d bytes" % len(data))
+def upload_bytes(client, vol, data, offset=0):
+    """Write ``data`` (bytes) into ``vol`` at ``offset``."""
+    _upload(client, vol, io.BytesIO(data), len(data), "%d bytes" % len(data), offset)
     return len(data)
+
+
+def read_bytes(client, vol, offset, length):
+    """Up to ``length`` bytes of ``vol`` from ``offset``; None when the driver cannot read volumes."""
+    action = "reading volume '%s'" % vol.name()
+    stream = client.call("opening a stream for volume '%s'" % vol.name(), client.conn.newStream, 0)
+    try:
+        try:
+            vol.download(stream, offset, length, 0)
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == flag("VIR_ERR_NO_SUPPORT", 3):
+                return None
+            raise client.translate(e, action)
+        data = []
+        got = 0
+        with client.errors(action):
+            while got < length:
+                chunk = stream.recv(min(CHUNK_SIZE, length - got))
+                if not isinstance(chunk, bytes) or not chunk:
+                    break  # the end of the volume
+                data.append(chunk)
+                got += len(chunk)
+            stream.finish()
+        return b"".join(data)
+    except Exception:
+        _abort(stream)
+        raise
 
 
 def volume_facts(client, vol, pool_name):

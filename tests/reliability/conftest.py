@@ -139,9 +139,9 @@ def ansible_playbook(playbook, extra_vars=None, check=False, label=None, timeout
     """Run a playbook file (path or YAML text) on localhost with -vvv --diff."""
     path = playbook
     if "\n" in playbook:
+        os.makedirs(OUTPUT_DIR, exist_ok=True)
         handle = tempfile.NamedTemporaryFile("w", suffix=".yml", prefix="kvmops-rel-", dir=OUTPUT_DIR,
                                              delete=False)
-        os.makedirs(OUTPUT_DIR, exist_ok=True)
         with handle:
             handle.write(playbook)
         path = handle.name
@@ -363,6 +363,7 @@ def prefix():
 
 def pytest_sessionstart(session):
     del session
+    os.makedirs(LOG_DIR, exist_ok=True)
     if os.path.isdir(LOG_DIR):
         for name in os.listdir(LOG_DIR):
             os.remove(os.path.join(LOG_DIR, name))

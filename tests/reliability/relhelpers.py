@@ -226,14 +226,6 @@ def wait_for(predicate, timeout, what):
     raise AssertionError("timed out after %ds waiting for %s" % (timeout, what))
 
 
-if __name__ == "__main__":
-    if sys.argv[1:] == ["restart"]:
-        restart_libvirtd()
-        print("libvirtd restarted, pid %s" % libvirtd_pid())
-    else:
-        sys.exit("usage: relhelpers.py restart")
-
-
 _SUPPORTED = re.compile(r"Supported parameters include:[^\n]*", re.S)
 
 
@@ -245,3 +237,51 @@ def names_option(messages, option):
     text = _SUPPORTED.sub("", messages)
     pattern = r"(?<![A-Za-z0-9_.\[\]])" + re.escape(option) + r"(?![A-Za-z0-9_\[])"
     return re.search(pattern, text) is not None
+
+
+def module_pid(module, ancestor_text):
+    """The PID of the running ``AnsiballZ_<module>`` process one of whose ancestors' command
+    lines holds ``ancestor_text`` (the suite's own run), or None."""
+    def cmdline(pid):
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                return handle.read().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def parent(pid):
+        try:
+            with open("/proc/%s/stat" % pid, encoding="ascii") as handle:
+                return int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return 0
+
+    for entry in os.listdir("/proc"):
+        line = cmdline(entry) if entry.isdigit() else ""
+        # the Python process itself, not the shell that started it
+        if "AnsiballZ_%s" % module not in line or not os.path.basename(line.split(" ")[0]).startswith("python"):
+            continue
+        pid = int(entry)
+        up = parent(pid)
+        while up > 1:
+            if ancestor_text in cmdline(up):
+                return pid
+            up = parent(up)
+    return None
+
+
+def file_head(path, length):
+    """The first ``length`` bytes of ``path`` (b"" when it does not exist)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(length)
+    except OSError:
+        return b""
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["restart"]:
+        restart_libvirtd()
+        print("libvirtd restarted, pid %s" % libvirtd_pid())
+    else:
+        sys.exit("usage: relhelpers.py restart")

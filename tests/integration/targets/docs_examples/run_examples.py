@@ -157,17 +157,19 @@ class Run(object):
             sh("ip link add %s-hbr type bridge && ip link add %s-va type veth peer name %s-vb" % (p, p, p))
             sh("for d in %s-hbr %s-va %s-vb; do ip link set $d up; done" % (p, p, p))
         elif name == "loop-devices":
-            sh("truncate -s 64M /var/tmp/%s-fs.img /var/tmp/%s-lvm.img" % (p, p))
-            self.tokens["loop_fs"] = sh("losetup -f --show /var/tmp/%s-fs.img" % p).strip()
+            # the images live in the run's private mkdtemp directory, never at a predictable path
+            sh("truncate -s 64M %s/fs.img %s/lvm.img" % (self.tmp, self.tmp))
+            self.tokens["loop_fs"] = sh("losetup -f --show %s/fs.img" % self.tmp).strip()
             self.loops.append(self.tokens["loop_fs"])
-            self.tokens["loop_lv"] = sh("losetup -f --show /var/tmp/%s-lvm.img" % p).strip()
+            self.tokens["loop_lv"] = sh("losetup -f --show %s/lvm.img" % self.tmp).strip()
             self.loops.append(self.tokens["loop_lv"])
             sh("mkfs.ext4 -q %s" % self.tokens["loop_fs"])
             self.extra_vars["vg_name"] = "%s-vg" % p
         elif name == "source-images":
-            os.makedirs("/var/tmp/%s-src" % p, exist_ok=True)
+            # {tmp}/src: a page shows a readable path and substitutes it (sub="... => {tmp}/src")
+            os.makedirs(os.path.join(self.tmp, "src"), exist_ok=True)
             for dest in ("base.qcow2", "plain-base.qcow2"):
-                shutil.copy(os.path.join(self.image_dir, "base.qcow2"), "/var/tmp/%s-src/%s" % (p, dest))
+                shutil.copy(os.path.join(self.image_dir, "base.qcow2"), os.path.join(self.tmp, "src", dest))
         elif name == "vols-pool":
             self.dir_pool("%s-vols" % p)
         elif name.startswith("isolated-net:"):

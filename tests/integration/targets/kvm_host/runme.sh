@@ -11,11 +11,12 @@
 #   6. cleanup removes what the test created (always).
 set -euxo pipefail
 
-PLAYBOOK_ARGS=(-i "${INVENTORY_PATH:-../../inventory}" -e "kvm_host_test_id=$$" "$@")
 LOG_DIR="$(mktemp -d)"
+WORK_DIR="$(mktemp -d)"  # the test pool's directory lives here, never at a predictable path
+PLAYBOOK_ARGS=(-i "${INVENTORY_PATH:-../../inventory}" -e "kvm_host_test_id=$$" -e "kvm_host_test_workdir=$WORK_DIR" "$@")
 cleanup() {
   ansible-playbook cleanup.yml "${PLAYBOOK_ARGS[@]}" || true
-  rm -rf "$LOG_DIR"
+  rm -rf "$LOG_DIR" "$WORK_DIR"
 }
 trap cleanup EXIT
 

@@ -22,13 +22,21 @@ BAD_XML = "<domain><devices><disk type='file' device='disk'><target dev='vdq' bu
 
 @pytest.fixture
 def uploads(monkeypatch):
-    """The test driver has no virStorageVolUpload: keep the uploaded bytes per volume name instead."""
+    """The test driver has no virStorageVolUpload or Download: keep the uploaded bytes per volume name instead."""
     seen = {}
 
-    def upload(client, vol, data):
-        seen[vol.name()] = data
+    def upload(client, vol, data, offset=0):
+        if offset == 0:
+            seen[vol.name()] = bytearray(data)
+        else:
+            seen[vol.name()][offset:offset + len(data)] = data
+
+    def read(client, vol, offset, length):
+        data = seen.get(vol.name())
+        return None if data is None else bytes(data[offset:offset + length])
 
     monkeypatch.setattr(_storage_ops, "upload_bytes", upload)
+    monkeypatch.setattr(_storage_ops, "read_bytes", read)
     return seen
 
 
@@ -226,3 +234,44 @@ def test_a_new_salted_seed_shows_the_same_diff_in_check_mode(conn, capsys, uploa
     again, _o = run(capsys, g(args, cloud_init=dict(user_data={"a": 1}, meta_data={"x": "z"})), check=True)
     real, _o = run(capsys, g(args, cloud_init=dict(user_data={"a": 1}, meta_data={"x": "z"})))
     assert again["diff"] == real["diff"] and "cloud_init.meta_data" in real["diff"]["after"]
+
+
+def test_interrupted_seed_upload_is_built_again(conn, capsys, uploads):  # noqa: F811
+    """A recorded seed whose upload did not finish (no volume descriptor) is rebuilt, not kept because it exists."""
+    from ansible_collections.kvmops.virt.plugins.module_utils._iso9660 import PVD_OFFSET, SEED_HEAD, seed_state
+    args = g(name="ut-i", disks=[dict(pool=POOL, volume="ut-i-root.qcow2", size="1MiB")], cloud_init=dict(user_data={"a": 1}))
+    result, _out = run(capsys, args)
+    assert not result.get("failed"), result.get("msg")
+    complete = bytes(uploads["ut-i-cidata.iso"])
+    assert seed_state(complete[:SEED_HEAD], "ut-i") == "complete"
+    # the first write done, the second (the volume descriptor) never made
+    uploads["ut-i-cidata.iso"][PVD_OFFSET:PVD_OFFSET + 2048] = bytes(2048)
+    assert seed_state(bytes(uploads["ut-i-cidata.iso"][:SEED_HEAD]), "ut-i") == "interrupted"
+    check, _out = run(capsys, args, check=True)
+    real, _out = run(capsys, args)
+    assert check["changed"] is True and real["changed"] is True, real
+    assert check["diff"] == real["diff"] and real["diff"]["before"]["cloud_init.volume"] == "incomplete"
+    assert bytes(uploads["ut-i-cidata.iso"]) == complete
+    again, _out = run(capsys, args)
+    assert again["changed"] is False, again
+
+
+def test_interrupted_seed_of_a_new_guest_is_built_again(conn, capsys, uploads):  # noqa: F811
+    """A new guest is defined after its seed: a seed volume that this collection began for this guest and
+    did not finish is rebuilt (with a warning); a complete one, or one marked for another guest, is refused."""
+    from ansible_collections.kvmops.virt.plugins.module_utils._iso9660 import seed_mark
+    pool = conn.storagePoolLookupByName(POOL)
+    args = g(name="ut-n", disks=[dict(pool=POOL, volume="ut-n-root.qcow2", size="1MiB")], cloud_init=dict(user_data={"a": 1}))
+    for mark, refused in ((seed_mark("ut-other"), True), (b"", True), (seed_mark("ut-n"), False)):
+        vol = pool.createXML("<volume><name>ut-n-cidata.iso</name><capacity>65536</capacity></volume>", 0)
+        uploads["ut-n-cidata.iso"] = bytearray(mark + bytes(65536 - len(mark)))
+        result, _out = run(capsys, args)
+        if refused:
+            assert result["failed"] is True and result["msg"].startswith("cloud_init: volume 'ut-n-cidata.iso' already exists")
+            assert bytes(uploads["ut-n-cidata.iso"][:len(mark)]) == mark
+            vol.delete(0)
+            continue
+        assert not result.get("failed"), result.get("msg")
+        assert any("upload did not finish" in w for w in warnings(result)), result
+        assert _meta(conn, "ut-n").seed["volume"] == "ut-n-cidata.iso"
+        assert ("ut-n-cidata.iso" in [v["name"] for v in _meta(conn, "ut-n").volumes])
