@@ -179,10 +179,14 @@ def check_job(job: Job, runner, ident: str, label: str, planted: dict):
                  + "\n".join(runner.stdout.read().splitlines()[-40:])):
         return None
     events = list(runner.events)
-    n_files, leaks = scan(art, planted)
-    check(len(events) > 5 and (art / "stdout").stat().st_size > 0 and not leaks,
-          f"{label}: no planted secret ({', '.join(planted)}) in {n_files} files of artifacts/ ({len(events)} job events, stdout)",
-          f"{label}: planted secrets in artifacts/: {leaks[:10]} ({len(events)} events)")
+    if not check(len(events) > 5 and (art / "stdout").stat().st_size > 0,
+                 f"{label}: {len(events)} job events and stdout in artifacts/",
+                 f"{label}: {len(events)} job events, stdout empty or missing"):
+        return None
+    if planted:
+        n_files, leaks = scan(art, planted)
+        check(not leaks, f"{label}: no planted secret ({', '.join(planted)}) in {n_files} files of artifacts/",
+              f"{label}: planted secrets in artifacts/: {leaks[:10]}")
     return events
 
 
