@@ -54,6 +54,11 @@ FAILED = []
 NOT_HEX = "GHJKLMNPQRSTUVWXYZghjkmnpqrstuvwxyz"
 
 
+def not_hex(length: int) -> str:
+    """A random string of letters that are no hex digits."""
+    return "".join(secrets.choice(NOT_HEX) for dummy in range(length))
+
+
 def ok(msg):
     print(f"ok: {msg}", flush=True)
 
@@ -104,7 +109,7 @@ def inject(ctype: dict, inputs: dict, pdd: Path):
     namespace["tower"] = namespace["awx"] = {"filename": filename}
     env = {k: sandbox.from_string(v).render(**namespace) for k, v in ctype["injectors"].get("env", {}).items()}
     extra = {k: sandbox.from_string(v).render(**namespace) for k, v in ctype["injectors"].get("extra_vars", {}).items()}
-    return env, extra, files
+    return {"env": env, "extra_vars": extra, "files": files}
 
 
 # -- private data directories and jobs -----------------------------------------
@@ -227,8 +232,7 @@ def deploy_job(args, work: Path, prefix: str):
         return
     # VNC passwords are at most 8 characters; letters that are no hex digits do not turn up
     # in the UUIDs and digests of the job events by chance.
-    planted = {"vnc password": "".join(secrets.choice(NOT_HEX) for _ in range(8)),
-               "user_data": "userdata-" + "".join(secrets.choice(NOT_HEX) for _ in range(16))}
+    planted = {"vnc password": not_hex(8), "user_data": "userdata-" + not_hex(16)}
     subnet = free_subnet()
     setup = play(job.collections, "setup.yml", {"prefix": prefix, "subnet": subnet})
     if not check(setup.returncode == 0, f"{prefix}-net (isolated, {subnet}.0/24) and {prefix}-pool made",
@@ -284,8 +288,8 @@ def deploy_job(args, work: Path, prefix: str):
         check(runner.stats["changed"].get("localhost", 0) == 0, "job type Check: changed=0 after the deploy",
               f"job type Check reports changes: {runner.stats['changed']}")
     # The scan finds a secret where one is (env/extravars holds them all).
-    _, where = scan(job.pdd / "env", planted)
-    check({name for _, name in where} == set(planted), "the scan finds every planted secret in env/extravars",
+    where = scan(job.pdd / "env", planted)[1]
+    check({name for dummy, name in where} == set(planted), "the scan finds every planted secret in env/extravars",
           f"the scan does not find the planted secrets in env/: {where}")
 
 
@@ -295,7 +299,8 @@ def uri_credential_job(args, work: Path, ctypes: dict):
     if not synced:
         fail(f"project sync failed:\n{log}")
         return
-    env, extra, _ = inject(ctypes["libvirt URI"], {"uri": "test:///default"}, job.pdd)
+    injected = inject(ctypes["libvirt URI"], {"uri": "test:///default"}, job.pdd)
+    env, extra = injected["env"], injected["extra_vars"]
     job.envvars |= env
     job.extravars = {"kvmops_hosts": "hypervisors", "kvm_host_allow_emulation": True} | extra
     (job.pdd / "project/uri_credential.yml").write_text(yaml.safe_dump([
@@ -330,7 +335,8 @@ def ssh_credential_job(args, work: Path, ctypes: dict):
     private = (keys / "id").read_text().rstrip("\n")
     public = (keys / "id.pub").read_text().split()[1]
     known = "kvm1.example.com " + " ".join((keys / "host.pub").read_text().split()[:2])
-    env, _, files = inject(ctypes["libvirt SSH"], {"ssh_key": private, "known_hosts": known}, job.pdd)
+    injected = inject(ctypes["libvirt SSH"], {"ssh_key": private, "known_hosts": known}, job.pdd)
+    env, files = injected["env"], injected["files"]
     shutil.rmtree(keys)
     job.envvars |= env
     (job.pdd / "project/ssh_credential.yml").write_text(yaml.safe_dump([
