@@ -17,6 +17,13 @@
 #      parses, `ansible-builder introspect` finds them in the installed
 #      collection, and `ansible-builder create` makes a build context from
 #      docs/execution-environment.yml
+#   6. the EE's Python layer for real: a venv (the EE's Python 3.12) with the introspected
+#      requirements, ansible-core and ansible-runner of docs/execution-environment.yml; the
+#      bindep names exist (Debian: apt-cache); check_host runs with that venv's ansible
+#   7. AWX job templates: tests/awx/awx_jobs.py runs the shipped playbooks through the EE
+#      venv's ansible-runner in private data directories laid out as AWX lays them out
+#      (the project installing this artifact, planted secrets, the credential types of
+#      docs/awx.md), and scans the artifacts for the secrets
 # Usage: scripts/dist.sh   (artifacts in a temporary directory, removed at the
 # end; KVMOPS_DIST_KEEP=DIR keeps the release artifact there)
 set -euo pipefail
@@ -155,6 +162,81 @@ if "$IMPORTER/ansible-builder" create -f docs/execution-environment.yml -c "$WOR
   fi
 else
   cat "$WORK/builder.log" >&2; fail "ansible-builder create -f docs/execution-environment.yml"
+fi
+
+echo "==> execution environment: its Python layer built for real, a playbook run with it"
+# What ansible-builder's build does inside the image, without a container engine: the
+# collection's introspected requirements plus docs/execution-environment.yml's
+# ansible_core and ansible_runner, pip-installed into a fresh venv of the EE's Python
+# (3.12, as the sample's CentOS Stream 10 image; KVMOPS_EE_PYTHON overrides).
+EE_PYTHON=""
+for cand in "${KVMOPS_EE_PYTHON:-}" /root/.pyenv/versions/3.12.*/bin/python3.12 "$(command -v python3.12 || true)"; do
+  if [ -n "$cand" ] && "$cand" -c 'import sys; assert sys.version_info[:2] == (3, 12) or "KVMOPS_EE_PYTHON" in __import__("os").environ' 2>/dev/null; then
+    EE_PYTHON="$cand"; break
+  fi
+done
+# Without a Python 3.12, the toolchain's own interpreter.
+[ -n "$EE_PYTHON" ] || EE_PYTHON="$("$VENV/python" -c 'import sys; print(sys._base_executable)')"
+EE="$WORK/ee-venv"
+t0=$SECONDS
+"$IMPORTER/ansible-builder" introspect --sanitize --write-pip "$WORK/ee-requirements.txt" --write-bindep "$WORK/ee-bindep.txt" \
+  "$COLL" >"$WORK/ee-introspect.log" 2>&1 || { cat "$WORK/ee-introspect.log" >&2; fail "ansible-builder introspect --write-pip --write-bindep"; }
+mapfile -t EE_SPECS < <("$VENV/python" -c '
+import yaml
+deps = yaml.safe_load(open("docs/execution-environment.yml"))["dependencies"]
+print(deps["ansible_core"]["package_pip"]); print(deps["ansible_runner"]["package_pip"])')
+if "$EE_PYTHON" -m venv "$EE" && "$EE/bin/pip" install -q --disable-pip-version-check -U pip >"$WORK/ee-pip.log" 2>&1 \
+   && "$EE/bin/pip" install --disable-pip-version-check -r "$WORK/ee-requirements.txt" "${EE_SPECS[@]}" >>"$WORK/ee-pip.log" 2>&1 \
+   && "$EE/bin/pip" check >>"$WORK/ee-pip.log" 2>&1 \
+   && "$EE/bin/python" -c 'import libvirt, lxml.etree, ansible_runner' >>"$WORK/ee-pip.log" 2>&1; then
+  ok "EE venv ($("$EE/bin/python" -c 'import platform; print("Python", platform.python_version())')) from $(grep -cvE '^\s*(#|$)' "$WORK/ee-requirements.txt") introspected requirements and ${EE_SPECS[*]}: $("$EE/bin/pip" list --format=freeze 2>/dev/null | grep -iE '^(ansible-core|ansible-runner|libvirt-python|lxml)==' | tr '\n' ' ')(pip check clean, $((SECONDS - t0)) s)"
+else
+  { grep -v 'is ignored' "$WORK/ee-pip.log" || true; } | tail -n 30 >&2; fail "building the EE's Python layer in $EE"
+fi
+# bindep: the Debian names exist in this machine's apt sources and the run-time ones are
+# installed (the venv's libvirt-python links against libvirt0); the RPM names are shown
+# as bindep resolves them for RHEL/UBI (no RPM repository to ask here).
+bindep_names() {  # bindep_names PROFILE... : the packages of ee-bindep.txt for these profiles
+  "$IMPORTER/python" - "$WORK/ee-bindep.txt" "$@" <<'PY'
+import sys
+from bindep.depends import Depends
+deps = Depends(open(sys.argv[1]).read())
+print(" ".join(sorted({rule[0] for rule in deps.active_rules(sys.argv[2:])})))
+PY
+}
+before=$FAILED
+deb_run="$(bindep_names platform:dpkg platform:debian)"
+deb_all="$(bindep_names platform:dpkg platform:debian compile)"
+rpm_run="$(bindep_names platform:rpm platform:redhat)"
+rpm_all="$(bindep_names platform:rpm platform:redhat compile)"
+for pkg in $deb_all; do
+  apt-cache show "$pkg" >/dev/null 2>&1 || fail "bindep.txt names $pkg for Debian, which apt-cache does not know"
+done
+for pkg in $deb_run; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || fail "bindep.txt's run-time package $pkg is not installed here"
+done
+[ "$(wc -w <<<"$deb_run")" -ge 2 ] && [ "$(wc -w <<<"$rpm_run")" -ge 2 ] || fail "bindep.txt resolves to too few packages: dpkg '$deb_run', rpm '$rpm_run'"
+[ "$FAILED" -eq "$before" ] && ok "bindep.txt: Debian packages exist (apt-cache) and run-time ones are installed: $deb_all; RPM names (RHEL/UBI): $rpm_all"
+# A playbook with the EE's own ansible-playbook and Python, from the installed artifact.
+if run_installed "$EE/bin/ansible-playbook" kvmops.virt.check_host -e kvm_host_allow_emulation=true -vvv >"$WORK/ee-playbook.log" 2>&1 \
+   && grep -q "^localhost *: ok=[1-9].* failed=0" "$WORK/ee-playbook.log"; then
+  if grep -qF "$EE/bin/python" "$WORK/ee-playbook.log" && grep -qF "Using module file $INSTALLED/plugins/modules/host_capabilities.py" "$WORK/ee-playbook.log" \
+     && grep -q 'libvirt [0-9][0-9.]*, QEMU .* at qemu:///system' "$WORK/ee-playbook.log" && ! grep -q 'libvirt-python and lxml not installed' "$WORK/ee-playbook.log"; then
+    ok "kvmops.virt.check_host ran with the EE venv's ansible-playbook and Python (libvirt-python from the EE) from the installed copy"
+  else
+    fail "check_host with the EE venv did not use the EE's Python, the installed copy or libvirt-python"
+  fi
+else
+  tail -n 30 "$WORK/ee-playbook.log" >&2; fail "kvmops.virt.check_host with the EE venv's ansible-playbook"
+fi
+
+echo "==> AWX job templates through ansible-runner (the EE venv's)"
+t0=$SECONDS
+if (cd "$WORK" && env -u ANSIBLE_COLLECTIONS_PATH "$EE/bin/python" "$REPO/tests/awx/awx_jobs.py" --repo "$REPO" --tarball "$TARBALL" \
+      --image-dir "${KVMOPS_TEST_IMAGE_DIR:-$REPO/.cache/test-image}" --work "$WORK/awx"); then
+  echo "awx jobs: $((SECONDS - t0)) s"
+else
+  echo "awx jobs: $((SECONDS - t0)) s"; fail "tests/awx/awx_jobs.py"
 fi
 
 if [ -n "${KVMOPS_DIST_KEEP:-}" ]; then

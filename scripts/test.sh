@@ -167,7 +167,11 @@ stage_molecule() {
   for scenario_dir in extensions/molecule/*/; do
     scenario="$(basename "$scenario_dir")"
     [ -f "$scenario_dir/molecule.yml" ] || continue
-    if (cd extensions && "$VENV/molecule" test -s "$scenario"); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    # Scenarios on throwaway VMs (*_vm) boot the lab image: the lab stage runs them
+    # on its one VM (tests/lab/run.sh); here only their playbooks' syntax.
+    local action=test
+    case "$scenario" in *_vm) action=syntax ;; esac
+    if (cd extensions && "$VENV/molecule" "$action" -s "$scenario"); then passed=$((passed + 1)); else failed=$((failed + 1)); fi
   done
   record molecule "$passed" "$failed"
 }

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # The lab: kvmops.virt against a second, real host (a Debian 12 guest with
-# systemd, reached over SSH with become), booted once per run.
+# systemd, reached over SSH with become), booted once per run. The lab host is
+# the Molecule VM of the scenario extensions/molecule/kvm_host_vm: `molecule
+# create` boots it, `converge`, `idempotence` and `verify` run kvm_host on it,
+# the lab's other checks use the same VM, `molecule destroy` removes it.
 #   tests/lab/run.sh            (scripts/test.sh lab runs it)
 # Needs the environment scripts/test.sh sets (PATH with .venv/bin,
 # ANSIBLE_COLLECTIONS_PATH) and root with qemu:///system on this machine.
@@ -28,6 +31,12 @@ for _ in $(seq 1 50); do
 done
 [ -n "$SUBNET" ] || { echo "lab: no free subnet"; exit 1; }
 ssh-keygen -q -t ed25519 -N '' -C "$PREFIX" -f "$TMP/id_ed25519"
+# The Molecule scenario's settings (see its molecule.yml); its ephemeral
+# directory (state, instance config, console log) is in this run's $TMP.
+export MOLECULE_EPHEMERAL_DIRECTORY="$TMP/molecule" MOLECULE_VM_IMAGE_DIR="$IMAGE_DIR" MOLECULE_VM_PREFIX="$PREFIX" \
+  MOLECULE_VM_SUBNET="$SUBNET" MOLECULE_VM_SSH_KEY="$TMP/id_ed25519" MOLECULE_VM_USER=labops
+mkdir -m 711 "$MOLECULE_EPHEMERAL_DIRECTORY"  # virtlogd writes the console log here
+mol() { (cd "$REPO/extensions" && molecule "$1" -s kvm_host_vm); }
 cat >"$TMP/vars.yml" <<YAML
 lab_prefix: $PREFIX
 lab_guest: $PREFIX-host
@@ -45,6 +54,8 @@ export ANSIBLE_HOST_KEY_CHECKING=False ANSIBLE_RETRY_FILES_ENABLED=False ANSIBLE
   ANSIBLE_PIPELINING=True
 
 cleanup() {
+  mol destroy >"$TMP/destroy.log" 2>&1 || { echo "lab: molecule destroy failed:"; tail -n 30 "$TMP/destroy.log"; }
+  # Anything of this run's prefix that destroy left (an aborted create).
   ansible-playbook -e "lab_vars=$TMP/vars.yml" "$LAB/down.yml" >"$TMP/down.log" 2>&1 ||
     { echo "lab: cleanup failed:"; tail -n 30 "$TMP/down.log"; }
   # libvirt's ssh transport (no_verify=1) records the lab's host key for root.
@@ -70,10 +81,30 @@ check() {  # check NAME COMMAND... : one line per check, the log shown on failur
 }
 play() { ansible-playbook -e "lab_vars=$TMP/vars.yml" "$@"; }
 lab_play() { ansible-playbook -i "$TMP/inventory.yml" -e "lab_vars=$TMP/vars.yml" "$@"; }
-# PLAY RECAP of the lab host: changed=0 and failed=0
-recap_unchanged() { grep -E "^$PREFIX-host +:" "$1" | grep -q ' changed=0 .* failed=0 '; }
 
-check deploy play "$LAB/up.yml" || exit 1
+# molecule create: the kvm_guests role boots the lab image on an isolated network of
+# this run; the instance config has the address of the DHCP lease. The lab's own
+# inventory (the guest's libvirt name, become) and address file come from it.
+molecule_create() {
+  mol create || return 1
+  python - "$TMP" "$PREFIX-host" <<'PY' || return 1
+import sys, yaml
+tmp, guest = sys.argv[1:]
+instance = yaml.safe_load(open(f"{tmp}/molecule/instance_config.yml"))[0]
+open(f"{tmp}/address", "w").write(instance["address"])
+host = {"ansible_host": instance["address"], "ansible_user": instance["user"],
+        "ansible_ssh_private_key_file": instance["identity_file"],
+        "ansible_ssh_common_args": "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=10",
+        "ansible_python_interpreter": "/usr/bin/python3", "ansible_become": True}
+yaml.safe_dump({"all": {"hosts": {guest: host}, "children": {"lab": {"hosts": {guest: {}}}}}},
+               open(f"{tmp}/inventory.yml", "w"))
+print("instance", instance)
+PY
+  local address; address="$(cat "$TMP/address")"
+  case "$address" in "$SUBNET".*) ;; *) echo "address $address is not in $SUBNET.0/24"; return 1 ;; esac
+  virsh -q -c qemu:///system net-dhcp-leases "$PREFIX-net" | grep -F " $address/" || { echo "no lease for $address"; return 1; }
+}
+check molecule_create molecule_create || exit 1
 check login lab_play "$LAB/login.yml" || exit 1
 check agent_address play "$LAB/agent.yml"
 sed -i "s/ADDRESS/$(cat "$TMP/address")/" "$TMP/vars.yml"
@@ -88,26 +119,11 @@ check_host() {
   done
 }
 check check_host check_host
-# prepare_host over SSH + become: packages from the lab's repository, systemd, objects, the libvirt group.
-cat >"$TMP/prepare.yml" <<YAML
-kvmops_hosts: lab
-kvm_host_allow_emulation: true
-# A headless host: no GTK display and friends (the lab's repository has no recommends either).
-kvm_host_install_recommends: false
-kvm_host_min_memory_mb: 1024
-kvm_host_min_disk_mb: 512
-kvm_host_libvirt_users: [labops]
-kvm_host_networks:
-  - {name: labnet, mode: isolated, ipv4: {address: 10.99.7.1/24, dhcp: {start: 10.99.7.10, end: 10.99.7.50}}, autostart: true}
-kvm_host_pools:
-  - {name: default, type: dir, path: /var/lib/libvirt/images, autostart: true}
-  - {name: labpool, type: dir, path: /var/lib/libvirt/labpool, autostart: true}
-YAML
-prepare_host() { lab_play kvmops.virt.prepare_host -e "@$TMP/prepare.yml" && lab_play "$LAB/verify_host.yml"; }
-prepare_again() {
-  lab_play kvmops.virt.prepare_host -e "@$TMP/prepare.yml" | tee "$TMP/second.out" && recap_unchanged "$TMP/second.out"
-}
-check prepare_host prepare_host && check prepare_host_again prepare_again
+# kvm_host over SSH + become (the scenario's converge): packages from the lab's
+# repository, systemd, objects, the libvirt group (variables in its molecule.yml);
+# idempotence runs it again and fails on any change; verify asks the lab host's
+# systemd and virsh.
+check molecule_converge mol converge && check molecule_idempotence mol idempotence && check molecule_verify mol verify
 check remote_capabilities play "$LAB/remote.yml" --tags caps
 # The inventory plugin lists the lab host's guests through the same URI.
 remote_inventory() {
