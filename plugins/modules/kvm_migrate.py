@@ -154,7 +154,9 @@ actions:
   returned: always
   type: list
   elements: str
-  sample: ["migrate running guest 'web1' from uri 'qemu:///system' to uri 'qemu+ssh://root@kvm2/system' (live, peer to peer, persistent, undefine source, timeout 600 s)"]
+  sample:
+    - "migrate running guest 'web1' from uri 'qemu:///system' to uri 'qemu+ssh://root@kvm2/system'
+      (live, peer to peer, persistent, undefine source, timeout 600 s)"
 diff:
   description: The guest's hypervisor, before and after (key C(uri)).
   returned: always
