@@ -69,7 +69,7 @@ def drain_plan(guests, targets, reserve_mb=0):
     if isinstance(targets, dict):
         targets = [{"name": name, "free_mb": free} for name, free in targets.items()]
     order = [t["name"] for t in targets]
-    free = dict((t["name"], int(t["free_mb"]) - int(reserve_mb or 0)) for t in targets)
+    free = dict((t["name"], max(0, int(t["free_mb"]) - int(reserve_mb or 0))) for t in targets)
     moves, unplaced = [], []
     for guest in sorted(guests, key=lambda g: (-int(g["memory_mb"]), g["name"])):
         need = int(guest["memory_mb"])
