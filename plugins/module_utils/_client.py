@@ -104,9 +104,10 @@ class LibvirtClient:
             dom = client.lookup_domain("web1")
     """
 
-    def __init__(self, uri=None, readonly=False):
+    def __init__(self, uri=None, readonly=False, option="uri"):
         self.uri = resolve_uri(uri)
         self.readonly = readonly
+        self.option = option  # the option the URI came from, named in connection errors
         self._conn = None
 
     # -- connection -------------------------------------------------------
@@ -135,11 +136,11 @@ class LibvirtClient:
                 "cannot connect to libvirt at uri '%s': %s" % (self.uri, _message(e)),
                 code=e.get_error_code(),
                 uri=self.uri,
-                option="uri",
+                option=self.option,
                 details={"daemon_unreachable": _is_socket_failure(e)},
             )
         if self._conn is None:  # older bindings return None instead of raising
-            raise ConnectionFailed("cannot connect to libvirt at uri '%s'" % self.uri, uri=self.uri, option="uri")
+            raise ConnectionFailed("cannot connect to libvirt at uri '%s'" % self.uri, uri=self.uri, option=self.option)
         return self._conn
 
     def close(self):
@@ -278,6 +279,68 @@ class LibvirtClient:
             hv_type = self.conn.getType()
             hv = self.conn.getVersion()
         return lib, hv_type, _version_string(hv) if hv else None
+
+    def free_memory(self):
+        """Free memory of the host in bytes (``getFreeMemory``)."""
+        return self.call("reading free memory", self.conn.getFreeMemory)
+
+    def compare_cpu(self, cpu_xml, arch=None, machine=None, virttype=None, hypervisor=True):
+        """Whether this host can run a guest with the CPU ``cpu_xml``.
+
+        ``hypervisor``: compare with what the hypervisor can provide for a guest of
+        ``arch``/``machine``/``virttype`` (``compareHypervisorCPU``); otherwise with the
+        host's own CPU (``compareCPU``, for host-passthrough guests). Returns
+        ``(True, None)``, ``(False, reason)``, or ``(None, reason)`` when the driver
+        cannot compare CPUs.
+        """
+        fail = flag("VIR_CONNECT_COMPARE_CPU_FAIL_INCOMPATIBLE", 1)
+        try:
+            if hypervisor:
+                result = self.conn.compareHypervisorCPU(None, arch, machine, virttype, cpu_xml, fail)
+            else:
+                result = self.conn.compareCPU(cpu_xml, fail)
+        except libvirt.libvirtError as e:
+            code = e.get_error_code()
+            if code == flag("VIR_ERR_CPU_INCOMPATIBLE", -1):
+                return False, _message(e)
+            if code in _codes(("VIR_ERR_NO_SUPPORT", "VIR_ERR_OPERATION_UNSUPPORTED")):
+                return None, _message(e)
+            raise self.translate(e, "comparing CPUs")
+        if result == flag("VIR_CPU_COMPARE_INCOMPATIBLE", 0):
+            return False, "the CPU is incompatible"
+        return True, None
+
+    # -- migration ------------------------------------------------------------
+    def migrate(self, dom, destination, params, flags, peer_to_peer):
+        """Migrate ``dom`` (a guest of this connection) to ``destination`` (another
+        ``LibvirtClient``). Peer to peer, this host's daemon connects to
+        ``destination.uri`` itself (so the URI must work from this host);
+        otherwise this client drives both connections (``migrate3``). Blocks
+        until the migration ends; :meth:`abort_job` from another thread cancels it."""
+        action = "migrating guest '%s' to uri '%s'" % (dom.name(), destination.uri)
+        with self.errors(action):
+            if peer_to_peer:
+                dom.migrateToURI3(destination.uri, params, flags | flag("VIR_MIGRATE_PEER2PEER", 2))
+            else:
+                dom.migrate3(destination.conn, params, flags)
+
+    @staticmethod
+    def job_stats(dom, completed=False):
+        """The statistics of ``dom``'s current (or last completed) job, ``{}`` when unreadable."""
+        try:
+            return dom.jobStats(flag("VIR_DOMAIN_JOB_STATS_COMPLETED", 1) if completed else 0) or {}
+        except Exception:  # pylint: disable=broad-except  # the job ended or the guest left
+            return {}
+
+    def abort_job(self, dom):
+        """Cancel ``dom``'s running job (a migration); True when libvirt accepted it."""
+        try:
+            dom.abortJob()
+            return True
+        except libvirt.libvirtError as e:
+            if e.get_error_code() == flag("VIR_ERR_OPERATION_INVALID", -1):  # no job (any more)
+                return False
+            raise self.translate(e, "cancelling the migration of guest '%s'" % dom.name())
 
 
 def _version_string(number):

@@ -5,7 +5,7 @@
 The messages are read from the code: an AST walk over plugins/ collects the
 text passed to the exception classes of ``_errors.py`` (``InvalidArgument(option,
 problem)`` reads as ``option: problem``), to ``fail_json(msg=...)`` and to the
-inventory plugin's ``AnsibleParserError``; a YAML walk over roles/ collects the
+inventory plugin's ``AnsibleParserError``; a YAML walk over roles/ and playbooks/ collects the
 ``msg`` of ``ansible.builtin.fail`` and the ``fail_msg`` of
 ``ansible.builtin.assert``. Variable parts become wildcards.
 
@@ -148,11 +148,21 @@ def _walk_tasks(tasks):
             yield from _walk_tasks(task.get(key))
 
 
+def _task_files():
+    """(path, tasks) of the roles' task files and of the playbooks' plays."""
+    for path in sorted((REPO / "roles").glob("*/tasks/*.yml")):
+        yield path, yaml.safe_load(path.read_text(encoding="utf-8"))
+    for path in sorted((REPO / "playbooks").glob("*.yml")):
+        for play in yaml.safe_load(path.read_text(encoding="utf-8")) or []:
+            if isinstance(play, dict):
+                yield path, [t for key in ("pre_tasks", "tasks", "post_tasks") for t in play.get(key) or []]
+
+
 def role_messages():
     found = []
-    for path in sorted((REPO / "roles").glob("*/tasks/*.yml")):
+    for path, tasks in _task_files():
         rel = path.relative_to(REPO)
-        for task in _walk_tasks(yaml.safe_load(path.read_text(encoding="utf-8"))):
+        for task in _walk_tasks(tasks):
             for action in ("ansible.builtin.fail", "fail"):
                 if isinstance(task.get(action), dict):
                     texts = _role_texts(task[action].get("msg"))
