@@ -166,13 +166,21 @@ class SnapshotManager(Manager):
         self.diff.add("memory", None, memory)
         self.diff.add("snapshots", names, after)
         xml = new_snapshot_xml(self.name, description, memory, disks)
+        left_out = [target for target, mode in disks if mode == "no"]
+        if left_out:
+            # never silently: a revert leaves these disks as they are then
+            self.warnings.append(
+                "snapshot '%s' of guest '%s' leaves out %s (read-only media, read-only disks and disks marked "
+                "snapshot='no' hold no snapshot; a revert does not change them)"
+                % (self.name, self.guest, ", ".join(left_out)))
         what = "disks and memory" if memory else "disks"
         self.act("create snapshot '%s' of guest '%s' (%s)" % (self.name, self.guest, what), lambda: self._create(xml))
         for old in rotated:
             self.act("delete the old snapshot '%s' of guest '%s' (keep: %d)" % (old, self.guest, keep),
                      lambda old=old: self._delete(old))
         self.predicted = {"name": self.name, "guest": self.guest, "created": None, "guest_state": self.cur_state,
-                          "current": True, "parent": self.current, "memory": memory}
+                          "current": True, "parent": self.current, "memory": memory,
+                          "left_out": left_out}
         self.snaps = [s for s in self.snaps if s.name not in rotated]
         self.current = self.name
         return None

@@ -74,6 +74,7 @@ class SnapshotXML(XMLObject):
             "current": bool(current),
             "parent": self.parent,
             "memory": self.has_memory,
+            "left_out": [d.name for d in self.disks if d.snapshot == "no"],
         }
 
 

@@ -16,7 +16,8 @@ description:
     it was, without a reboot.
   - Every disk must be a qcow2 file (or a qcow2 volume). A guest with a raw or block disk, for example, gets an
     error that names each such disk, and nothing is created. Read-only media (cdroms, floppies), read-only disks
-    and disks marked C(snapshot='no') in the guest's XML are left out of the snapshot, as libvirt does.
+    and disks marked C(snapshot='no') in the guest's XML are left out of the snapshot, as libvirt does, and never
+    silently: a warning names them when the snapshot is created, and RV(snapshot.left_out) lists them.
   - An existing snapshot is not taken again. A different O(description) is updated in place; O(memory) and
     O(quiesce) only matter when a snapshot is created.
   - O(state=reverted) is always a change (also in check mode, which touches nothing). The guest's disks, and with
@@ -148,6 +149,14 @@ snapshot:
       description: Whether the snapshot holds the guest's memory (a revert resumes the guest).
       type: bool
       sample: true
+    left_out:
+      description:
+        - The targets of the guest's disks that the snapshot does not hold (cdroms, floppies, read-only disks, disks
+          marked C(snapshot='no')); a revert leaves them as they are. Creating such a snapshot also gives a warning
+          that names them.
+      type: list
+      elements: str
+      sample: [sda]
 snapshots:
   description: The names of the guest's snapshots after the task, oldest first (in check mode, as they would be).
   returned: always

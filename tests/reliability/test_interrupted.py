@@ -15,8 +15,11 @@ is not yet defined (a new guest is defined after its seed upload). A seed of
 """
 from __future__ import annotations
 
+import glob
 import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 
@@ -93,9 +96,13 @@ def _pool_volumes(pool):
         conn.close()
 
 
+PAYLOAD_GLOB = os.path.join(tempfile.gettempdir(), "ansible_kvmops.virt.kvm_guest_payload_*")
+
+
 def _interrupt(box, kill, label):
     """Run the playbook with the large seed and call ``kill()`` once the seed upload has begun."""
     result = {}
+    payloads_before = set(glob.glob(PAYLOAD_GLOB))
     worker = threading.Thread(target=lambda: result.update(run=ansible_playbook(
         PLAYBOOK, _vars(box, SEED_SIZE), label=label, timeout=600)))
     worker.start()
@@ -113,6 +120,9 @@ def _interrupt(box, kill, label):
         kill(pid)
     finally:
         worker.join(600)
+        # AnsiballZ removes its unpacked payload when the module exits; a killed module leaves it.
+        for payload in set(glob.glob(PAYLOAD_GLOB)) - payloads_before:
+            shutil.rmtree(payload, ignore_errors=True)
     assert not _seed_complete(box), "the seed upload finished before the interruption"
     return result["run"]
 

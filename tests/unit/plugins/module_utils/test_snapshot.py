@@ -53,7 +53,8 @@ def test_snapshot_xml_facts():
         "<domainsnapshot><name>s1</name><state>running</state><parent><name>s0</name></parent>"
         "<creationTime>1714658591</creationTime><memory snapshot='internal'/></domainsnapshot>")
     assert snap.facts("g", True) == {"name": "s1", "guest": "g", "created": "2024-05-02T14:03:11+00:00",
-                                     "guest_state": "running", "current": True, "parent": "s0", "memory": True}
+                                     "guest_state": "running", "current": True, "parent": "s0", "memory": True,
+                                     "left_out": []}
     off = SnapshotXML.from_xml("<domainsnapshot><name>s2</name><state>shutoff</state><memory snapshot='no'/></domainsnapshot>")
     assert off.guest_state == "shutdown" and off.has_memory is False and off.created is None and off.parent is None
 
@@ -79,7 +80,9 @@ def test_present_four_way_description_and_absent(conn, guest, run_module_main):
     assert check["snapshot"]["created"] is None
     assert apply["snapshots"] == ["s1"]
     xml = conn.lookupByName(guest).snapshotLookupByName("s1", 0).getXMLDesc(0)
-    assert "<disk name='sda' snapshot='no'/>" in xml  # the cdrom is left out
+    assert "<disk name='sda' snapshot='no'/>" in xml  # the cdrom is left out, and says so
+    assert check["snapshot"]["left_out"] == apply["snapshot"]["left_out"] == ["sda"]
+    assert "leaves out sda" in str(apply["warnings"]) and "leaves out sda" in str(check["warnings"])
     for check_mode in (True, False):
         again = run_module_main(kvm_snapshot, check=check_mode, **args)
         assert not again["changed"] and again["diff"] == {"before": {}, "after": {}}
