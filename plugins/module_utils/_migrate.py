@@ -28,8 +28,14 @@ from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
 )
 from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size
-from ansible_collections.kvmops.virt.plugins.module_utils._storage_ops import live_pool_model, refresh_pool
-from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import normalize_path
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_ops import (
+    copy_volume,
+    create_volume,
+    delete_volume,
+    live_pool_model,
+    refresh_pool,
+)
+from ansible_collections.kvmops.virt.plugins.module_utils._storage_xml import VolumeXML, normalize_path, volume_xml
 from ansible_collections.kvmops.virt.plugins.module_utils._validate import check_name
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import parse_xml, to_string
 
@@ -71,7 +77,8 @@ def migration_flags(live, copy_storage, persistent, undefine_source):
         flags |= flag("VIR_MIGRATE_PERSIST_DEST", 8)
     if undefine_source:
         flags |= flag("VIR_MIGRATE_UNDEFINE_SOURCE", 16)
-    if copy_storage == "all":
+    if copy_storage == "all" and live:
+        # offline, libvirt moves the definition only: the manager copies the volumes itself first
         flags |= flag("VIR_MIGRATE_NON_SHARED_DISK", 64)
     return flags
 
@@ -112,6 +119,8 @@ class MigrationManager(Manager):
         self.seconds = None
         self.copied = None
         self.moved = False
+        # offline with copy_storage: all, the volumes this module streams to the destination
+        self.offline_copies = []
 
     # -- input ------------------------------------------------------------
     def validate(self):
@@ -265,6 +274,7 @@ class MigrationManager(Manager):
                         "(kvmops.virt.storage_pool)" % (self.dest.uri, os.path.dirname(path), disk.target, path, self.name),
                         uri=self.dest.uri, option="copy_storage")
             else:  # block devices: libvirt sees them on the destination only inside a pool
+                pool = None
                 path = disk.path()
                 present = self.dest.lookup_volume_by_path(path) is not None
             if self.copy_storage == "none" and not present:
@@ -273,12 +283,43 @@ class MigrationManager(Manager):
                     "to copy it, or keep it on storage both hosts share (a pool with the same path on both)"
                     % (disk.target, self.name, path, self.dest.uri), uri=self.dest.uri, option="copy_storage")
             if self.copy_storage == "all":
+                if not self.live:
+                    self._plan_offline_copy(disk, path, pool, present)
                 copied.append((disk.target, self._disk_bytes(src_dom, disk)))
-        if copied and not self.live:
-            raise InvalidArgument("copy_storage", "libvirt moves a shut-off guest's definition only (live: false); copy its "
-                                                  "disks with live: true (start it first), or use copy_storage: none "
-                                                  "with storage both hosts see")
         return copied
+
+    def _plan_offline_copy(self, disk, path, dest_pool, present):
+        """Offline, libvirt moves only the definition: each disk's volume is created on the destination
+        (same pool path, name, format and backing file) and its file streamed there before the move."""
+        if present:
+            raise OperationFailed(
+                "copy_storage: disk %s of guest '%s' (%s) already exists on uri '%s'; an offline copy never overwrites "
+                "a volume: remove it there, or use copy_storage: none to use it" % (disk.target, self.name, path, self.dest.uri),
+                uri=self.dest.uri, option="copy_storage")
+        if dest_pool is None:
+            raise InvalidArgument(
+                "copy_storage", "disk %s of guest '%s' (%s) is a %s, not a file of a storage pool; an offline move copies "
+                "files only: start the guest and move it live, or use copy_storage: none"
+                % (disk.target, self.name, path, disk.type))
+        if disk.type == "volume":
+            src_pool = self.client.require_pool(disk.source_pool, option="name")
+            src_vol = self.client.lookup_volume(src_pool, disk.source_volume)
+        else:
+            src_vol = self.client.lookup_volume_by_path(path)
+        if src_vol is None:
+            raise NotFound(
+                "copy_storage: disk %s of guest '%s' (%s) is in no storage pool on uri '%s', so it cannot be streamed to "
+                "uri '%s'; create a dir pool for its directory there first (kvmops.virt.storage_pool)"
+                % (disk.target, self.name, path, self.client.uri, self.dest.uri), uri=self.client.uri, option="copy_storage")
+        model = VolumeXML.from_xml(self.client.call("reading volume '%s'" % src_vol.name(), src_vol.XMLDesc, 0))
+        if model.backing_path and self.dest.lookup_volume_by_path(model.backing_path) is None:
+            raise NotFound(
+                "copy_storage: disk %s of guest '%s' is an overlay of %s, which uri '%s' does not have in a storage pool; "
+                "copy that base image there first (the same path), then move the guest"
+                % (disk.target, self.name, model.backing_path, self.dest.uri), uri=self.dest.uri, option="copy_storage")
+        xml = volume_xml(src_vol.name(), model.capacity, fmt=model.format, backing_path=model.backing_path,
+                         backing_format=model.backing_format)
+        self.offline_copies.append((disk.target, src_vol, dest_pool, xml))
 
     def _volume_present(self, pool, name):
         refresh_pool(self.dest, pool)
@@ -315,8 +356,30 @@ class MigrationManager(Manager):
             "running" if self.live else "shut-off", self.name, self.client.uri, self.dest.uri, ", ".join(how))
 
     # -- applying ---------------------------------------------------------
+    def _copy_offline(self):
+        """Create and fill each disk's volume on the destination; on a failure, delete the ones made."""
+        made = []
+        total = 0
+        try:
+            for _target, src_vol, dest_pool, xml in self.offline_copies:
+                dst_vol = create_volume(self.dest, dest_pool, xml)
+                made.append(dst_vol)
+                total += copy_volume(self.client, src_vol, self.dest, dst_vol)
+        except Exception:
+            for vol in made:
+                try:
+                    delete_volume(self.dest, vol)
+                except Exception:  # pylint: disable=broad-except  # the original error is the one to report
+                    self.warnings.append("could not delete the partial copy '%s' on uri '%s'" % (vol.name(), self.dest.uri))
+            raise
+        return made, total
+
     def _migrate(self, dom):
         p = self.params
+        began = time.monotonic()
+        made = []
+        if self.offline_copies:
+            made, self.copied = self._copy_offline()
         flags = migration_flags(self.live, self.copy_storage, p["persistent"], p["undefine_source"])
         params = migration_params(p["bandwidth"], p["migration_uri"], p["listen_address"])
         outcome = {}
@@ -340,8 +403,11 @@ class MigrationManager(Manager):
             if not cancelled and time.monotonic() - start > p["timeout"]:
                 self.client.abort_job(dom)
                 cancelled = True
-        self.seconds = round(time.monotonic() - start, 1)
+        self.seconds = round(time.monotonic() - began, 1)
         error = outcome.get("error")
+        if error is not None:
+            for vol in made:  # the definition did not move: the copies would only be orphans there
+                delete_volume(self.dest, vol)
         if error is not None and cancelled:
             raise OperationFailed(
                 "timeout: the migration of guest '%s' to uri '%s' did not finish within %d seconds and was cancelled; "
@@ -350,7 +416,7 @@ class MigrationManager(Manager):
         if error is not None:
             raise error
         self.moved = True
-        if self.copy_storage == "all":
+        if self.copy_storage == "all" and self.live:
             self.copied = self._copied_bytes(last)
 
     def _copied_bytes(self, last):

@@ -19,7 +19,8 @@ errors to the typed exceptions of ``_errors``:
 * :func:`upload_file` / :func:`upload_bytes` stream data into a volume through
   ``virStorageVolUpload`` in 1 MiB chunks, so it works over remote URIs with
   bounded memory; :func:`read_bytes` reads a few bytes back
-  (``virStorageVolDownload``).
+  (``virStorageVolDownload``); :func:`copy_volume` streams one host's volume
+  into another host's.
 
 It never imports a manager; the managers (``_pool``, ``_volume``) and the
 guest layer import it.
@@ -309,6 +310,42 @@ def read_bytes(client, vol, offset, length):
         return b"".join(data)
     except Exception:
         _abort(stream)
+        raise
+
+
+def copy_volume(src_client, src_vol, dst_client, dst_vol):
+    """Stream the whole file of ``src_vol`` into ``dst_vol`` (another host's volume, created by the
+    caller with the same format); returns the bytes copied. Bounded memory: one chunk at a time."""
+    action = "copying volume '%s' from uri '%s' into volume '%s' on uri '%s'" % (
+        src_vol.name(), src_client.uri, dst_vol.name(), dst_client.uri)
+    src = src_client.call("opening a stream for volume '%s'" % src_vol.name(), src_client.conn.newStream, 0)
+    dst = dst_client.call("opening a stream for volume '%s'" % dst_vol.name(), dst_client.conn.newStream, 0)
+    copied = 0
+    try:
+        with src_client.errors(action):
+            src_vol.download(src, 0, 0, 0)
+        with dst_client.errors(action):
+            dst_vol.upload(dst, 0, 0, 0)
+        while True:
+            with src_client.errors(action):
+                chunk = src.recv(CHUNK_SIZE)
+            if not isinstance(chunk, bytes) or not chunk:
+                break  # the end of the source file
+            with dst_client.errors(action):
+                _send_all(dst, chunk)
+            copied += len(chunk)
+        with src_client.errors(action):
+            src.finish()
+        with dst_client.errors(action):
+            dst.finish()
+        return copied
+    except OSError as e:
+        _abort(src)
+        _abort(dst)
+        raise VirtError("%s failed: %s" % (action, e))
+    except Exception:
+        _abort(src)
+        _abort(dst)
         raise
 
 

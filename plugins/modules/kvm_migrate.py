@@ -38,7 +38,8 @@ options:
   live:
     description:
       - V(true) moves a running guest without stopping it.
-      - V(false) moves a shut-off guest's definition (needs O(persistent=true) and storage both hosts see).
+      - V(false) moves a shut-off guest's definition (needs O(persistent=true)), and with O(copy_storage=all) its
+        disks first.
     type: bool
     default: true
   copy_storage:
@@ -46,6 +47,11 @@ options:
       - V(none), the disks are on storage both hosts see (the same path through a shared pool).
       - V(all), copy the guest's writable disks to the destination during the migration. libvirt creates each copy
         in the destination's storage pool whose path is the disk's directory, so such a pool must exist there.
+      - With O(live=false), libvirt moves the definition only, so the module copies the disks itself before the move.
+        It creates each volume in that pool on the destination (same name, format, size and backing file; an overlay's
+        base image must already be there, in a pool, at the same path) and streams the file through the two libvirt
+        connections. It never overwrites a volume that exists on the destination, and deletes its copies again when
+        the move fails. The source keeps its files, as after a live copy.
       - Cdroms, readonly and shareable disks are never copied; like a direct kernel boot's files they must exist on the
         destination at the same path.
     type: str

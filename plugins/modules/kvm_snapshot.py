@@ -17,7 +17,7 @@ description:
   - Every disk must be a qcow2 file (or a qcow2 volume). A guest with a raw or block disk, for example, gets an
     error that names each such disk, and nothing is created. Read-only media (cdroms, floppies), read-only disks
     and disks marked C(snapshot='no') in the guest's XML are left out of the snapshot, as libvirt does, and never
-    silently: a warning names them when the snapshot is created, and RV(snapshot.left_out) lists them.
+    silently (a warning names them when the snapshot is created, and RV(snapshot.left_out) lists them).
   - An existing snapshot is not taken again. A different O(description) is updated in place; O(memory) and
     O(quiesce) only matter when a snapshot is created.
   - O(state=reverted) is always a change (also in check mode, which touches nothing). The guest's disks, and with

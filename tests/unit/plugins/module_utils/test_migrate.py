@@ -237,3 +237,48 @@ def test_cpu_comparison_unsupported_is_a_warning(destination, tmp_path):
     assert not result.get("failed"), result
     assert result["changed"]
     assert any("the CPU of guest 'kvmops-mig-cpu' was not compared" in str(w) for w in result["warnings"]), result
+
+
+# -- offline moves with copy_storage: all (the module streams the volumes) ---------------
+OFF = "kvmops-mig-off"
+OFF_XML = """<domain type='test'><name>%s</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>
+  <devices><disk type='file' device='disk'><source file='/default-pool/%s.qcow2'/><target dev='vda'/></disk></devices>
+</domain>""" % (OFF, OFF)
+OFF_POOL = "<pool type='dir'><name>dp</name><target><path>/default-pool</path></target>%s</pool>"
+
+
+@pytest.fixture
+def shut_off_guest():
+    """A shut-off guest on test:///default whose disk is a volume of its pool default-pool."""
+    conn = libvirt.open(SOURCE)
+    vol = conn.storagePoolLookupByName("default-pool").createXML(
+        "<volume><name>%s.qcow2</name><capacity unit='MiB'>64</capacity><target><format type='qcow2'/></target>"
+        "</volume>" % OFF, 0)
+    dom = conn.defineXML(OFF_XML)
+    yield
+    dom.undefine()
+    vol.delete(0)
+    conn.close()
+
+
+def test_offline_copy_storage_plans_the_copy_in_check_mode(run_module_main, destination, shut_off_guest):
+    uri = destination(OFF_POOL % "")
+    result = migrate(run_module_main, name=OFF, live=False, copy_storage="all", destination_uri=uri)
+    assert not result.get("failed"), result
+    assert result["changed"] and result["migration"]["live"] is False
+    [action] = result["actions"]
+    assert action.startswith("migrate shut-off guest '%s' from uri '%s' to uri '%s' (offline, " % (OFF, SOURCE, uri))
+    assert "copy storage: vda" in action
+    conn = libvirt.open(uri)
+    assert conn.storagePoolLookupByName("dp").listVolumes() == []  # check mode copies nothing
+    conn.close()
+
+
+def test_offline_copy_never_overwrites_a_volume_on_the_destination(run_module_main, destination, shut_off_guest):
+    uri = destination(OFF_POOL % ("<volume><name>%s.qcow2</name><capacity unit='MiB'>8</capacity></volume>" % OFF))
+    for check in (True, False):
+        result = migrate(run_module_main, check=check, name=OFF, live=False, copy_storage="all", destination_uri=uri)
+        assert result["failed"] and result["option"] == "copy_storage"
+        assert result["msg"] == (
+            "copy_storage: disk vda of guest '%s' (/default-pool/%s.qcow2) already exists on uri '%s'; an offline copy "
+            "never overwrites a volume: remove it there, or use copy_storage: none to use it" % (OFF, OFF, uri))
