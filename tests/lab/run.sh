@@ -150,6 +150,7 @@ check remote_remove play "$LAB/remote.yml" --tags remove
 MIG_IMAGE="${KVMOPS_TEST_IMAGE_DIR:-$REPO/.cache/test-image}"
 mig() { bash "$REPO/tests/integration/image/build.sh" "$MIG_IMAGE" >/dev/null && play "$LAB/migrate.yml" -e "mig_image_dir=$MIG_IMAGE" "$@"; }
 check migrate_setup mig --tags setup && check migrate_preflight mig --tags preflight &&
-  check migrate_timeout mig --tags timeout && check migrate mig --tags migrate && check drain_host mig --tags drain
+  check migrate_timeout mig --tags timeout && check migrate mig --tags migrate && check drain_host mig --tags drain &&
+  check migrate_offline mig --tags offline
 
 [ "$FAILED" -eq 0 ]
