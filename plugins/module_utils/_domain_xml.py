@@ -651,6 +651,12 @@ def disk_facts(domain, resolve_volume=None):
     return out
 
 
+def tpm_facts(domain):
+    """``{model, version}`` of the guest's TPM, or ``None``."""
+    tpm = (list(domain.tpms) or [None])[0]
+    return None if tpm is None else {"model": tpm.model, "version": tpm.version}
+
+
 def interface_facts(domain):
     out = []
     for nic in domain.interfaces:

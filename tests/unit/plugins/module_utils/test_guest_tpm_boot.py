@@ -74,6 +74,8 @@ def test_tpm_add_change_and_remove(conn, capsys):
     # removal
     r = four_way(capsys, g(tpm=dict(state="absent")))
     assert r["diff"] == {"before": {"tpm": {"model": "tpm-tis", "version": "2.0"}}, "after": {"tpm": None}}
+    uuid = conn.lookupByName("ut-tb-a").UUIDString()
+    assert any("/var/lib/libvirt/swtpm/%s" % uuid in w for w in map(str, r.get("warnings", []))), r.get("warnings")
     assert not list(inactive(conn).tpms)
     # absent again and absent on a guest without a TPM: no change
     assert run(capsys, g(tpm=dict(state="absent")))["changed"] is False
