@@ -122,4 +122,3 @@ class BootBuilder:
         if self.new or actual != order:
             self.change("boot_order", None if self.new else (actual or None), list(order))
             dom.boot_devs = order
-
