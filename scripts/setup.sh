@@ -23,6 +23,8 @@ APT_PACKAGES=(
   genisoimage lvm2 e2fsprogs iproute2 iptables nftables xz-utils git
   shellcheck  # ansible-test sanity skips its shellcheck test without it
   mmdebstrap openssh-client  # tests/lab: the lab image, and SSH to the lab host
+  swtpm swtpm-tools  # kvm_guest's tpm option: the emulated TPM (swtpm)
+  grub-pc-bin xorriso mtools  # the bootable test ISO of kvm_guest's boot_order tests (grub-mkrescue)
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

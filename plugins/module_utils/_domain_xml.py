@@ -9,7 +9,7 @@ network), address discovery and the inventory plugin read guests through the
 same model.
 
 * :class:`Domain` and its devices (:class:`DiskDevice`, :class:`InterfaceDevice`,
-  :class:`GraphicsDevice`, :class:`CharDevice`, :class:`ControllerDevice`) are
+  :class:`GraphicsDevice`, :class:`CharDevice`, :class:`ControllerDevice`, :class:`TpmDevice`) are
   declarative views on the XML (``_xml.XMLProperty``). Whatever they do not
   model is kept as it is.
 * :class:`GuestMetadata` is the collection's own ``<metadata>`` element
@@ -308,6 +308,15 @@ class ControllerDevice(XMLObject):
     index = XMLProperty("@index", kind="int")
 
 
+class TpmDevice(XMLObject):
+    """``<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>`` (swtpm)."""
+
+    TAG = "tpm"
+    model = XMLProperty("@model")
+    backend_type = XMLProperty("./backend/@type")
+    version = XMLProperty("./backend/@version")
+
+
 # ---------------------------------------------------------------------------
 # the domain
 # ---------------------------------------------------------------------------
@@ -346,6 +355,7 @@ class Domain(XMLObject):
     serials = XMLChildren(CharDevice, "./devices/serial")
     consoles = XMLChildren(CharDevice, "./devices/console")
     controllers = XMLChildren(ControllerDevice, "./devices/controller")
+    tpms = XMLChildren(TpmDevice, "./devices/tpm")
 
     # -- memory (MiB) ------------------------------------------------------
     @property
@@ -428,6 +438,32 @@ class Domain(XMLObject):
 
     def disk_targets(self):
         return set(d.target for d in self.disks if d.target)
+
+    # -- boot order ------------------------------------------------------------
+    @property
+    def boot_devs(self):
+        """The ``dev`` of each ``<os><boot>``, in order (``[]``: none)."""
+        return [b.get("dev") for b in self.node.findall("./os/boot")]
+
+    @boot_devs.setter
+    def boot_devs(self, devs):
+        os_node = self.ensure("./os")
+        for old in os_node.findall("boot"):
+            os_node.remove(old)
+        # libvirt's schema: <boot> after <type>, <loader>, <nvram>, <kernel>, <initrd>, <cmdline>
+        anchor = None
+        for tag in ("type", "firmware", "loader", "nvram", "kernel", "initrd", "cmdline", "dtb"):
+            anchor = os_node.find(tag) if os_node.find(tag) is not None else anchor
+        for dev in reversed(devs):
+            node = etree.Element("boot", dev=dev)
+            if anchor is not None:
+                anchor.addnext(node)
+            else:
+                os_node.insert(0, node)
+
+    def device_boot_orders(self):
+        """The devices with a per-device ``<boot order='N'/>`` (libvirt refuses them with ``<os><boot>``)."""
+        return [node for node in self.node.findall("./devices/*") if node.find("boot") is not None]
 
 
 # ---------------------------------------------------------------------------
@@ -613,6 +649,12 @@ def disk_facts(domain, resolve_volume=None):
             "format": disk.format,
         })
     return out
+
+
+def tpm_facts(domain):
+    """``{model, version}`` of the guest's TPM, or ``None``."""
+    tpm = (list(domain.tpms) or [None])[0]
+    return None if tpm is None else {"model": tpm.model, "version": tpm.version}
 
 
 def interface_facts(domain):

@@ -139,6 +139,9 @@ class GuestManager(Manager):
         elif self.seed_plan is not None and self.seed_plan["incomplete"] and self.actual is not None:
             self.changes.append(gs.Change("cloud_init.volume", "incomplete", self.seed_plan["path"], dm.SEED))
         r.check_mac_conflicts(spec)
+        if any(c.path == "tpm" and c.after is None for c in self.changes):
+            self.warnings.append("tpm: libvirt keeps the removed TPM's state under /var/lib/libvirt/swtpm/%s on the host "
+                                 "(a TPM added again finds it; removing the guest later does not delete it)" % self.actual.uuid)
         self._record_diff()
         self._plan_storage()
         self._plan_define()
@@ -590,6 +593,8 @@ class GuestManager(Manager):
             "graphics": graphics,
             "console_log": dm.norm_path(serials[0].source_path) if serials and serials[0].type == "file" else None,
             "tags": meta.tags,
+            "tpm": dm.tpm_facts(domain),
+            "boot_order": domain.boot_devs or None,
             "cloud_init": None if not seed else {"pool": seed.get("pool"), "volume": seed.get("volume"), "path": seed.get("path")},
             "created_volumes": meta.volumes,
         }

@@ -10,6 +10,7 @@ against the same spec, so both modules accept exactly the same options.
 
 from __future__ import annotations
 
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_boot import BOOT_DEVICES, TPM_MODELS, TPM_VERSIONS
 from ansible_collections.kvmops.virt.plugins.module_utils._guest_resolve import DISK_FORMATS
 
 DISK_OPTIONS = dict(
@@ -60,6 +61,12 @@ def guest_options():
             pool=dict(type="str"),
         )),
         console_log=dict(type="path"),
+        tpm=dict(type="dict", options=dict(
+            model=dict(type="str", choices=list(TPM_MODELS)),
+            version=dict(type="str", choices=list(TPM_VERSIONS)),
+            state=dict(type="str", choices=["present", "absent"], default="present"),
+        )),
+        boot_order=dict(type="list", elements="str", choices=list(BOOT_DEVICES)),
         graphics=dict(type="dict", options=dict(
             type=dict(type="str", required=True, choices=["none", "vnc", "spice"]),
             listen=dict(type="str"),

@@ -23,6 +23,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils import _domain_xml as 
 from ansible_collections.kvmops.virt.plugins.module_utils import _guest_spec as gs
 from ansible_collections.kvmops.virt.plugins.module_utils._caps_xml import domain_capabilities_enums, host_guest_capabilities
 from ansible_collections.kvmops.virt.plugins.module_utils._client import flag, is_local_uri
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_boot import boot_options_spec, validate_boot_options
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_devices import interfaces_needing_mac
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument, VirtError
 from ansible_collections.kvmops.virt.plugins.module_utils._guest_others import OtherGuests
@@ -130,6 +131,7 @@ class GuestResolver(OtherGuests):
         if p.get("machine") is not None and not p["machine"].strip():
             raise InvalidArgument("machine", "must not be empty")
         self._validate_boot()
+        validate_boot_options(p)  # tpm, boot_order
         if p.get("console_log") is not None and not p["console_log"].startswith("/"):
             raise InvalidArgument("console_log", "must be an absolute path, got '%s'" % p["console_log"])
         self._validate_disks()
@@ -253,7 +255,6 @@ class GuestResolver(OtherGuests):
             raise InvalidArgument("graphics.password", "a VNC password is at most 8 characters long (libvirt refuses longer ones)")
 
     # -- the host -----------------------------------------------------------------
-
     def _hypervisor(self):
         if self._hv_type is None:
             self._hv_type = self.client.call("reading the hypervisor type", self.client.conn.getType)
@@ -325,7 +326,6 @@ class GuestResolver(OtherGuests):
                     raise InvalidArgument("secure_boot", "no secure boot firmware is available for machine '%s' on uri '%s'" % (eff_machine, self.client.uri))
 
     # -- the spec -----------------------------------------------------------------
-
     def resolve(self, actual, cur_state, check_mode):
         """The :class:`GuestSpec` of the guest whose persistent definition is ``actual`` (``None``: new).
 
@@ -357,6 +357,7 @@ class GuestResolver(OtherGuests):
         spec.kernel = boot.get("kernel")
         spec.initrd = boot.get("initrd")
         spec.cmdline = boot.get("cmdline")
+        spec.tpm, spec.boot_order = boot_options_spec(p)
         if p.get("graphics") is not None:
             g = p["graphics"]
             spec.graphics = gs.GraphicsSpec(g["type"], g.get("listen"), g.get("password"))
@@ -366,8 +367,7 @@ class GuestResolver(OtherGuests):
             spec.tags = gs.unique(p["tags"])
         spec.xml = self.xml
         if spec.secure_boot and self._effective_machine_family(spec) == "i440fx":
-            raise InvalidArgument("secure_boot", "requires a q35 machine type (SMM); the guest's machine is '%s'"
-                                  % (spec.machine or self.actual.machine))
+            raise InvalidArgument("secure_boot", "requires a q35 machine type (SMM); the guest's machine is '%s'" % (spec.machine or self.actual.machine))
         self._resolve_disks(spec)
         self._resolve_interfaces(spec)
         self._resolve_seed(spec)

@@ -72,6 +72,15 @@ class GraphicsSpec:
         self.password = password
 
 
+class TpmSpec:
+    """``tpm``: ``present`` False removes the TPM; ``model``/``version`` are ``None`` when not given."""
+
+    def __init__(self, present=True, model=None, version=None):
+        self.present = present
+        self.model = model
+        self.version = version
+
+
 class SeedSpec:
     """The cloud-init seed: its volume path, per-file digests and overall digest."""
 
@@ -113,6 +122,8 @@ class GuestSpec:
         self.interfaces = None   # list of NicSpec (exhaustive when not None)
         self.graphics = None
         self.console_log = None
+        self.tpm = None          # TpmSpec
+        self.boot_order = None   # list of "hd", "cdrom", "network"
         self.tags = None
         self.seed = None         # SeedSpec
         self.created_volumes = []  # (pool, name, path) created by this run

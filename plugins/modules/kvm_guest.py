@@ -228,6 +228,41 @@ options:
         pty console (C(virsh console)).
       - A change takes effect at the next boot.
     type: path
+  tpm:
+    description:
+      - An emulated TPM (a C(swtpm) process per running guest; the host needs the C(swtpm) and C(swtpm-tools)
+        packages), for example for Windows 11, measured boot or disk encryption bound to the TPM.
+      - A new TPM is V(tpm-crb) with version V(2.0) unless O(tpm.model) or O(tpm.version) say otherwise (V(1.2)
+        gets V(tpm-tis)). On an existing TPM only the given suboptions are compared.
+      - Its state (keys, NVRAM) lives under C(/var/lib/libvirt/swtpm/<uuid>) on the host. It is kept when the guest is
+        redefined or updated, and removed with the guest (O(state=absent)). O(tpm.state=absent) removes the device
+        but libvirt keeps its state (a TPM added again finds it), with a warning naming the directory.
+      - A change of a running guest is written to its persistent definition and reported with RV(reboot_required).
+    type: dict
+    suboptions:
+      model:
+        description: The TPM interface. V(tpm-crb) emulates TPM 2.0 only.
+        type: str
+        choices: [tpm-crb, tpm-tis]
+      version:
+        description: The TPM version (quote it in YAML, V('2.0')). V(1.2) needs O(tpm.model=tpm-tis).
+        type: str
+        choices: ['2.0', '1.2']
+      state:
+        description: V(absent) removes the TPM device (libvirt keeps its state; see above).
+        type: str
+        choices: [present, absent]
+        default: present
+  boot_order:
+    description:
+      - Boot devices in order (C(<os><boot dev=.../>)), for example V([cdrom, hd]) to install from an ISO attached
+        as a cdrom disk, then V([hd]) (or V([hd, cdrom])) to boot the installed disk.
+      - Cannot be combined with direct kernel boot (O(boot.kernel)), which makes a boot order meaningless, nor with
+        per-device C(<boot order='N'/>) elements (from O(xml)), which libvirt refuses together with it.
+      - A change of a running guest is written to its persistent definition and reported with RV(reboot_required).
+    type: list
+    elements: str
+    choices: [hd, cdrom, network]
   graphics:
     description: Graphical console.
     type: dict
@@ -349,6 +384,27 @@ EXAMPLES = r"""
         size: 30GiB
       - path: /var/lib/libvirt/images/debian-12.iso
         device: cdrom
+
+- name: Install from an ISO on UEFI with a TPM 2.0, booting the cdrom first
+  kvmops.virt.kvm_guest:
+    name: win1
+    memory: 4GiB
+    firmware: uefi
+    tpm:
+      model: tpm-crb
+      version: "2.0"
+    boot_order: [cdrom, hd]
+    disks:
+      - pool: default
+        volume: win1.qcow2
+        size: 60GiB
+      - path: /var/lib/libvirt/images/installer.iso
+        device: cdrom
+
+- name: After the installation, boot the disk (takes effect at the next boot)
+  kvmops.virt.kvm_guest:
+    name: win1
+    boot_order: [hd]
 
 - name: Direct kernel boot under software emulation, serial console to a file
   kvmops.virt.kvm_guest:
@@ -490,6 +546,15 @@ guest:
       type: list
       elements: str
       sample: [web, production]
+    tpm:
+      description: C(model) and C(version) of the emulated TPM, or V(null).
+      type: dict
+      sample: {model: tpm-crb, version: "2.0"}
+    boot_order:
+      description: The boot devices in order (C(<os><boot dev=.../>)), or V(null) when there are none (direct kernel boot).
+      type: list
+      elements: str
+      sample: [cdrom, hd]
     cloud_init:
       description: C(pool), C(volume) and C(path) of the cloud-init seed, or V(null). Never its content.
       type: dict

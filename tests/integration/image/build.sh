@@ -58,6 +58,10 @@
 #   KVMOPS-TEST-GUEST HEARTBEAT BOOT=<kernel boot_id> N=<count from 1>
 # (a guest resumed from a memory snapshot keeps its BOOT and counts on from the
 # snapshot's N; a reboot prints BOOTED and a new BOOT, N from 1 again).
+# Kernel cmdline: `kvmops.tpm=1` prints, before READY (waiting up to 3 s for the device),
+#   KVMOPS-TEST-GUEST TPM=<present|absent> VERSION=<major|none> DRIVER=<tpm_crb|tpm_tis|none>
+# Kernel cmdline: `kvmops.bootmark=<word>` prints `KVMOPS-TEST-GUEST BOOTMARK=<word>`
+# (a boot loader that passes it tells which medium the guest booted from).
 # DHCP: `udhcpc` on each ethN, sending the seed's hostname (if any); it stays
 # in the background to renew the lease. There is no login, ssh or guest agent.
 set -euo pipefail
@@ -78,6 +82,7 @@ WANTED_MODULES=(
   libata ata_piix libahci ahci
   isofs
   evdev button
+  tpm_tis tpm_crb  # kvm_guest's tpm option: the guest's /dev/tpm0 (kvmops.tpm=1 below)
 )
 BASE_QCOW2_SIZE=64M
 
@@ -372,6 +377,22 @@ NICS=$(list_nics)
 say "KVMOPS-TEST-GUEST DISKS=$DISKS"
 say "KVMOPS-TEST-GUEST NICS=$NICS"
 say "KVMOPS-TEST-GUEST UPTIME=$(uptime_s)"
+# opt-in: kvmops.tpm=1 (kvm_guest's tpm option), kvmops.bootmark=<word> (boot_order)
+for arg in $(cat /proc/cmdline); do
+  case $arg in
+    kvmops.bootmark=*) say "KVMOPS-TEST-GUEST BOOTMARK=${arg#kvmops.bootmark=}" ;;
+    kvmops.tpm=1)
+      i=0
+      while [ $i -lt 15 ] && [ ! -e /dev/tpm0 ]; do i=$((i + 1)); sleep 0.2; done
+      if [ -e /dev/tpm0 ]; then
+        ver=$(cat /sys/class/tpm/tpm0/tpm_version_major 2>/dev/null)
+        drv=$(readlink /sys/class/tpm/tpm0/device/driver 2>/dev/null)
+        say "KVMOPS-TEST-GUEST TPM=present VERSION=${ver:-none} DRIVER=${drv##*/}"
+      else
+        say "KVMOPS-TEST-GUEST TPM=absent VERSION=none DRIVER=none"
+      fi ;;
+  esac
+done
 say "KVMOPS-TEST-GUEST READY"
 
 # PID 1 must not exit. Report hot-plugged disks/NICs.
