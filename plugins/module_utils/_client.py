@@ -310,6 +310,13 @@ class LibvirtClient:
             return False, "the CPU is incompatible"
         return True, None
 
+    # -- disks ----------------------------------------------------------------
+    def block_resize(self, dom, target, size):
+        """Grow disk ``target`` of the running guest ``dom`` to ``size`` bytes
+        (``virDomainBlockResize``: QEMU resizes the image and the guest sees the new size)."""
+        with self.errors("growing disk %s of guest '%s'" % (target, dom.name())):
+            dom.blockResize(target, size, flag("VIR_DOMAIN_BLOCK_RESIZE_BYTES", 1))
+
     # -- migration ------------------------------------------------------------
     def migrate(self, dom, destination, params, flags, peer_to_peer):
         """Migrate ``dom`` (a guest of this connection) to ``destination`` (another

@@ -58,12 +58,21 @@ def _guest_ops():
     return _guest_ops
 
 
-def no_address_error(client, name, timeout):
-    """The failure of a guest that had no address within ``wait_timeout`` (kvm_guest and kvm_guests)."""
+def no_address_error(client, name, timeout, params=None, secrets=()):
+    """The failure of a guest that had no address within ``wait_timeout`` (kvm_guest and kvm_guests),
+    with the last lines of the guest's ``console_log`` as ``console_tail`` (``secrets`` and the
+    graphics password masked; empty without a console_log)."""
+    tail = []
+    if params and params.get("console_log"):
+        from ansible_collections.kvmops.virt.plugins.module_utils._disk_resize import console_tail  # pylint: disable=import-outside-toplevel
+
+        known = set(str(v) for v in secrets or () if v)
+        known.add((params.get("graphics") or {}).get("password"))
+        tail = console_tail(params["console_log"], sorted(v for v in known if v))
     return OperationFailed(
         "wait_for_ip: guest '%s' is running, but none of its interfaces had an address after %d s "
         "(sources: DHCP leases, guest agent, ARP); raise wait_timeout, or check the guest's network" % (name, timeout),
-        uri=client.uri, option="wait_for_ip",
+        uri=client.uri, option="wait_for_ip", details={"console_tail": tail},
     )
 
 
@@ -144,6 +153,7 @@ class GuestManager(Manager):
                                  "(a TPM added again finds it; removing the guest later does not delete it)" % self.actual.uuid)
         self._record_diff()
         self._plan_storage()
+        self._plan_disk_grows()
         self._plan_define()
         self._plan_seed_replacement()
         self._plan_live()
@@ -180,6 +190,20 @@ class GuestManager(Manager):
         sp = self.seed_plan
         if sp is not None and sp["rebuild"] and sp["vol"] is None:
             self.act("build the cloud-init seed ISO '%s' in storage pool '%s'" % (sp["name"], sp["pool_name"]), self._build_seed)
+
+    def _plan_disk_grows(self):
+        """Existing disks whose ``size`` is larger: grown live on a running guest, else offline (never shrunk)."""
+        disks = self.params.get("disks") or []
+        if not any(d and d.get("size") is not None for d in disks):
+            return
+        from ansible_collections.kvmops.virt.plugins.module_utils._disk_resize import plan_disk_grows  # pylint: disable=import-outside-toplevel
+
+        running = self.cur_state in ("running", "paused")
+        grows = plan_disk_grows(self.client, disks, self.spec.disks, set(cv.option for cv in self.to_create),
+                                self.dom if running else None, self.live if running else None, self.resolver.resolve_volume_path)
+        for g in grows:
+            self.diff.add(g.option + ".size", human_size(g.before), human_size(g.after))
+            self.act(g.description(), lambda g=g: g.apply(self.client, self.dom))
 
     def _plan_seed_replacement(self):
         """An existing seed is replaced only once libvirt has accepted the new
@@ -486,7 +510,7 @@ class GuestManager(Manager):
             if time.time() >= deadline:
                 break
             time.sleep(_guest_ops().POLL)
-        raise no_address_error(self.client, self.name, timeout)
+        raise no_address_error(self.client, self.name, timeout, self.params, getattr(self.module, "no_log_values", ()))
 
     # =====================================================================
     # result

@@ -204,7 +204,7 @@ class GuestFleet:
                 break
             time.sleep(POLL)
         for r in pending:
-            r.error = no_address_error(self.client, r.name, timeout)
+            r.error = no_address_error(self.client, r.name, timeout, r.manager.params, getattr(self.module, "no_log_values", ()))
 
     # -- the whole run ---------------------------------------------------------------
     def run(self):

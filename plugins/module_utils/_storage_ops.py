@@ -420,13 +420,16 @@ def qcow2_backing_file(path):
     return text
 
 
-def guests_using(client, pool_name, paths):
+def guests_using(client, pool_name, paths, running_only=False):
     """``{guest: [volume paths]}``: the guests whose live or persistent
     definition has a disk on one of ``paths`` (compared as files) or names a
-    volume of pool ``pool_name``."""
+    volume of pool ``pool_name``; with ``running_only``, the running guests
+    by their live definition only."""
     local = is_local_uri(client.uri)
     found = {}
     listings = [(0, flag("VIR_DOMAIN_XML_INACTIVE", 2)), (flag("VIR_CONNECT_LIST_DOMAINS_ACTIVE", 1), 0)]
+    if running_only:
+        listings = listings[1:]
     for list_flags, xml_flags in listings:
         for name, xml in client.domain_xmls(flags=list_flags, xml_flags=xml_flags):
             try:

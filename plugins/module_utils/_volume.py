@@ -18,8 +18,12 @@ from ansible_collections.kvmops.virt.plugins.module_utils._errors import (
     Conflict,
     InvalidArgument,
     NotFound,
+    Refused,
     VirtError,
 )
+from ansible_collections.kvmops.virt.plugins.module_utils._client import is_local_uri
+from ansible_collections.kvmops.virt.plugins.module_utils._disk_resize import SECTOR, live_disk
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_xml import Domain
 from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
 from ansible_collections.kvmops.virt.plugins.module_utils._size import human_size, parse_size
 from ansible_collections.kvmops.virt.plugins.module_utils._storage_ops import (
@@ -27,6 +31,7 @@ from ansible_collections.kvmops.virt.plugins.module_utils._storage_ops import (
     create_volume,
     delete_volume,
     granularity,
+    guests_using,
     inspect_image,
     live_pool_model,
     refresh_pool,
@@ -89,6 +94,14 @@ class VolumeManager(Manager):
 
         if self.state == "absent":
             if self.vol is not None:
+                users = self._running_users()
+                if users and not self.params.get("force"):
+                    raise Refused(
+                        "state: volume '%s' is used by the running guest(s) %s; deleting it would pull the disk from under "
+                        "them. Shut them down first, or set force: true" % (self.name, ", ".join(sorted(users))), option="state")
+                if users:
+                    self.warnings.append("volume '%s' is deleted while the running guest(s) %s use it (force: true)"
+                                         % (self.name, ", ".join(sorted(users))))
                 self.diff.add("state", "present", "absent")
                 vol = self.vol
                 self.act("delete volume '%s' from storage pool '%s'" % (self.name, self.pool_name), lambda: self._delete(vol))
@@ -235,9 +248,43 @@ class VolumeManager(Manager):
         if capacity > actual:
             self.diff.add("capacity", actual, capacity)
             self.predicted["capacity"] = capacity
-            self.act("grow volume '%s' from %s to %s" % (self.name, human_size(actual), human_size(capacity)),
-                     lambda: self._resize(capacity))
+            users = self._running_users()
+            if not users:
+                self.act("grow volume '%s' from %s to %s" % (self.name, human_size(actual), human_size(capacity)),
+                         lambda: self._resize(capacity))
+                return None
+            dom, target = self._live_target(users, facts["path"])
+            self.act("grow volume '%s' from %s to %s live through disk %s of the running guest '%s'"
+                     % (self.name, human_size(actual), human_size(capacity), target, dom.name()),
+                     lambda: self.client.block_resize(dom, target, round_up(capacity, SECTOR)))
         return None
+
+    # -- volumes of running guests ----------------------------------------
+    def _running_users(self):
+        """The running guests whose live definition has this volume (by its pool and name, or as the same file)."""
+        path = self.client.call("reading volume '%s'" % self.name, self.vol.path)
+        found = guests_using(self.client, self.pool_name, [path], running_only=True)
+        return [name for name, hits in found.items() if self.name in hits or path in hits]
+
+    def _live_target(self, users, path):
+        """``(domain, target)``: the one running guest that has the volume as a disk, to grow it through."""
+        if not self.params.get("force"):
+            raise Refused(
+                "capacity: volume '%s' is used by the running guest(s) %s; set force: true to grow it live through the "
+                "guest (it sees the new size at once), or shut the guest down first" % (self.name, ", ".join(sorted(users))),
+                option="capacity")
+        if len(users) > 1:
+            raise Refused("capacity: volume '%s' is used by more than one running guest (%s); it can be grown live through "
+                          "one guest only: shut the others down first" % (self.name, ", ".join(sorted(users))), option="capacity")
+        dom = self.client.lookup_domain(users[0])
+        live = Domain.from_xml(self.client.call("reading guest '%s'" % users[0], dom.XMLDesc, 0)) if dom else None
+        disk = live_disk(live, path, lambda pool, vol: path if (pool, vol) == (self.pool_name, self.name) else None,
+                         is_local_uri(self.client.uri))
+        if disk is None or disk.type == "block":
+            raise Refused("capacity: volume '%s' backs a disk of the running guest '%s' (a backing file or a block device), "
+                          "so it cannot be grown while that guest runs; shut it down first" % (self.name, users[0]),
+                          option="capacity")
+        return dom, disk.target
 
     # -- steps ------------------------------------------------------------
     def apply(self):

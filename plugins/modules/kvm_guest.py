@@ -141,7 +141,13 @@ options:
       size:
         description:
           - Capacity of a disk to create when the volume does not exist yet, in bytes or with a unit (V(10GiB)).
-          - Only used to create the disk; an existing volume is never resized.
+          - An existing disk that is smaller is grown to it. On a running guest it is grown live through QEMU
+            (C(virDomainBlockResize)), so the guest sees the new size at once, with no reboot. Otherwise the volume is
+            resized offline (a raw file outside the storage pools is extended). The structured diff shows
+            C(disks[N].size) before and after.
+          - Disks are never shrunk. A smaller value than the disk's size fails with an error naming
+            O(disks[].size) and nothing changes. Block devices (LVM volumes, C(/dev/...)) and, while the guest
+            is shut off, qcow2 files outside the storage pools are refused too; grow them on the host.
         type: raw
       backing_volume:
         description:
@@ -301,6 +307,9 @@ options:
     description:
       - With O(state=running), wait until an interface of the guest has an IP address, looking at the DHCP
         leases of libvirt networks, the QEMU guest agent and the host's ARP table.
+      - When no address comes within O(wait_timeout), the task fails with the last lines of the guest's serial
+        console as RV(console_tail), read from O(console_log) (a guest without O(console_log), or on a remote
+        O(uri), gives an empty list).
     type: bool
     default: false
   wait_timeout:
@@ -453,6 +462,14 @@ EXAMPLES = r"""
     wait_timeout: 60
     force: true
 
+- name: Grow the root disk of the running guest to 40 GiB, live (never shrunk)
+  kvmops.virt.kvm_guest:
+    name: web1
+    disks:
+      - pool: default
+        volume: web1-root.qcow2
+        size: 40GiB
+
 - name: Remove the guest and the volumes created for it (not the base image)
   kvmops.virt.kvm_guest:
     name: web1
@@ -570,6 +587,15 @@ guest:
       type: list
       elements: str
       sample: [max_memory, machine]
+console_tail:
+  description:
+    - When O(wait_for_ip) failed, the last lines (at most 40) of the guest's serial console from O(console_log),
+      so that a guest that did not get an address shows how far it booted. Empty without O(console_log).
+    - Known secret values (O(graphics.password), options marked C(no_log)) are masked as C(********).
+  returned: failure of O(wait_for_ip)
+  type: list
+  elements: str
+  sample: ["KVMOPS-TEST-GUEST BOOTED", "udhcpc: no lease, failing"]
 reboot_required:
   description: Same as RV(guest.reboot_required).
   returned: always

@@ -143,6 +143,13 @@ guests:
       description: Why this guest failed.
       type: str
       returned: when the guest failed
+    console_tail:
+      description:
+        - As RV(kvmops.virt.kvm_guest#module:console_tail), for a guest that did not get an address within its
+          C(wait_timeout) (empty without its C(console_log)).
+      type: list
+      elements: str
+      returned: when the guest failed waiting for its address
     guest:
       description: The guest after the task, as RV(kvmops.virt.kvm_guest#module:guest) describes it.
       type: dict

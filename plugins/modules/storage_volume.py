@@ -73,12 +73,25 @@ options:
       - Absolute path of an image file on the managed host to import into the new volume.
       - A qcow2 file with a backing file of its own is refused; convert it to a standalone image first.
     type: path
+  force:
+    description:
+      - What to do with a volume that a running guest uses (its live definition names the volume or the same file).
+      - V(false) - growing it (O(capacity)) or deleting it (O(state=absent)) is refused with a clear error and
+        nothing changes.
+      - V(true) - it is grown live through that guest (C(virDomainBlockResize)), so the guest sees the new size
+        at once; a volume that a running guest uses only as a backing file, or that more than one running guest
+        uses, is still refused. With O(state=absent) it is deleted although the guests use it (a warning names them).
+      - Volumes that no running guest uses are grown and deleted without it.
+    type: bool
+    default: false
+    version_added: 0.2.0
 extends_documentation_fragment:
   - kvmops.virt.connection
 notes:
   - libvirt caches the contents of a pool; the module refreshes the pool before it looks a volume up,
     so that files added by other tools are seen.
-  - The module does not check whether a guest uses a volume before it grows or deletes it.
+  - Before it grows or deletes a volume, the module checks whether a running guest uses it (see O(force)).
+    The definitions of guests that are shut off are not checked; their disks are grown and deleted like any volume.
 seealso:
   - module: kvmops.virt.storage_pool
   - name: libvirt storage volume XML
@@ -110,6 +123,13 @@ EXAMPLES = r"""
     pool: images
     name: web1-data.qcow2
     capacity: 10G
+
+- name: Grow the data disk of a running guest, live (the guest sees 20 GiB at once)
+  kvmops.virt.storage_volume:
+    pool: images
+    name: web1-data.qcow2
+    capacity: 20G
+    force: true
 
 - name: A raw volume
   kvmops.virt.storage_volume:
@@ -197,6 +217,7 @@ def main():
             format=dict(type="str", choices=list(VOLUME_FORMATS)),
             backing_volume=dict(type="str"),
             source=dict(type="path"),
+            force=dict(type="bool", default=False),
         ),
         mutually_exclusive=[("backing_volume", "source")],
         supports_check_mode=True,

@@ -62,6 +62,8 @@
 #   KVMOPS-TEST-GUEST TPM=<present|absent> VERSION=<major|none> DRIVER=<tpm_crb|tpm_tis|none>
 # Kernel cmdline: `kvmops.bootmark=<word>` prints `KVMOPS-TEST-GUEST BOOTMARK=<word>`
 # (a boot loader that passes it tells which medium the guest booted from).
+# Kernel cmdline: `kvmops.vdasize=1` prints, at READY and whenever it changes
+#   (checked every 2 s), KVMOPS-TEST-GUEST VDA-SECTORS=<n>   (/sys/block/vda/size)
 # DHCP: `udhcpc` on each ethN, sending the seed's hostname (if any); it stays
 # in the background to renew the lease. There is no login, ssh or guest agent.
 set -euo pipefail
@@ -303,6 +305,10 @@ HEARTBEAT=0
 for arg in $(cat /proc/cmdline); do
   case $arg in kvmops.heartbeat=1) HEARTBEAT=1 ;; esac
 done
+VDASIZE=0
+for arg in $(cat /proc/cmdline); do
+  case $arg in kvmops.vdasize=1) VDASIZE=1 ;; esac
+done
 SEED_DEV=
 i=0
 while [ $i -lt $((SEED_WAIT * 5)) ] && [ -z "$SEED_DEV" ]; do
@@ -398,6 +404,11 @@ say "KVMOPS-TEST-GUEST READY"
 # PID 1 must not exit. Report hot-plugged disks/NICs.
 BOOT_ID=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)
 BEAT=0
+VDA_SECTORS=
+if [ "$VDASIZE" = 1 ]; then
+  VDA_SECTORS=$(cat /sys/block/vda/size 2>/dev/null || echo none)
+  say "KVMOPS-TEST-GUEST VDA-SECTORS=$VDA_SECTORS"
+fi
 while true; do
   sleep 2
   if [ "$HEARTBEAT" = 1 ]; then
@@ -408,6 +419,10 @@ while true; do
   [ "$d" != "$DISKS" ] && DISKS=$d && say "KVMOPS-TEST-GUEST DISKS=$DISKS"
   n=$(list_nics)
   [ "$n" != "$NICS" ] && NICS=$n && say "KVMOPS-TEST-GUEST NICS=$NICS"
+  if [ "$VDASIZE" = 1 ]; then
+    s=$(cat /sys/block/vda/size 2>/dev/null || echo none)
+    [ "$s" != "$VDA_SECTORS" ] && VDA_SECTORS=$s && say "KVMOPS-TEST-GUEST VDA-SECTORS=$VDA_SECTORS"
+  fi
 done
 EOF_INIT
 chmod 755 "$ROOT/init"
