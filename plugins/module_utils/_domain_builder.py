@@ -17,6 +17,7 @@ import copy
 import re
 
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_devices import DeviceBuilder
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_tuning import TuningBuilder
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_xml import (
     CONFIG, MEMORY, METADATA, Q35_ROOT_PORTS, SEED, VCPUS, Domain, _children, _is_attached, machine_family, norm_path,
 )
@@ -160,7 +161,7 @@ def _redact(text):
 # ---------------------------------------------------------------------------
 # the builder
 # ---------------------------------------------------------------------------
-class DomainBuilder(DeviceBuilder):
+class DomainBuilder(DeviceBuilder, TuningBuilder):
     """Apply a :class:`GuestSpec` on top of a domain and record the changes.
 
     ``actual`` is the parsed persistent definition (``None`` for a new guest).
@@ -239,6 +240,7 @@ class DomainBuilder(DeviceBuilder):
         self._interfaces()
         self._graphics()
         self._console()
+        self._tuning()
         self._metadata()
         if self.new:
             self._new_defaults()

@@ -11,6 +11,7 @@ against the same spec, so both modules accept exactly the same options.
 from __future__ import annotations
 
 from ansible_collections.kvmops.virt.plugins.module_utils._guest_resolve import DISK_FORMATS
+from ansible_collections.kvmops.virt.plugins.module_utils._guest_tuning import tuning_options
 
 DISK_OPTIONS = dict(
     pool=dict(type="str"),
@@ -35,7 +36,7 @@ INTERFACE_OPTIONS = dict(
 
 def guest_options():
     """A fresh copy of the options of one guest (AnsibleModule mutates the spec it gets)."""
-    return dict(
+    options = dict(
         name=dict(type="str", required=True),
         state=dict(type="str", default="running", choices=["present", "running", "shutdown", "paused", "absent"]),
         memory=dict(type="raw"),
@@ -73,3 +74,5 @@ def guest_options():
         force=dict(type="bool", default=False),
         remove_storage=dict(type="bool", default=False),
     )
+    options.update(tuning_options())
+    return options
