@@ -309,6 +309,10 @@ def _numa_view(numa):
     return out
 
 
+def _pins_view(pins):
+    return [{"vcpu": v, "cpuset": format_cpuset(c)} for v, c in sorted(pins.items())]
+
+
 def tuning_facts(domain):
     """The return values of the tuning options, read from ``domain``."""
     pins = cpu_pinning_of(domain)
@@ -368,8 +372,7 @@ class TuningBuilder:
         if desired == actual:
             return
         if desired or not self.new:
-            view = lambda pins: [{"vcpu": v, "cpuset": format_cpuset(c)} for v, c in sorted(pins.items())]  # noqa: E731
-            self.change("cpu_pinning", None if self.new else view(actual), view(desired), VCPU_PIN,
+            self.change("cpu_pinning", None if self.new else _pins_view(actual), _pins_view(desired), VCPU_PIN,
                         data={"pins": dict(desired), "unpinned": sorted(set(actual) - set(desired))})
         tune = self._cputune()
         for old in tune.findall("vcpupin"):

@@ -197,7 +197,7 @@ def check_host(client, tuning):
     for i, dev in enumerate(tuning.get("hostdevs") or []):
         if not _host_has_device(client, dev):
             raise InvalidArgument("hostdevs[%d]" % i, "the host has no device %s (looked up through libvirt's host device list "
-                                  "on uri '%s'); see `virsh nodedev-list`" % (hostdev_key(dev), client.uri))
+                                  "on uri '%s'); virsh nodedev-list lists its devices" % (hostdev_key(dev), client.uri))
     if is_local_uri(client.uri):
         for i, fs in enumerate(tuning.get("filesystems") or []):
             if not os.path.isdir(fs["source"]):

@@ -286,13 +286,13 @@ def _guest_xml(conn, name):
 @pytest.mark.parametrize("extra,message", [
     (dict(hostdevs=[dict(address="0000:03:00.0")]),
      "hostdevs[0]: the host has no device pci:0000:03:00.0 (looked up through libvirt's host device list on uri "
-     "'test:///default'); see `virsh nodedev-list`"),
+     "'test:///default'); virsh nodedev-list lists its devices"),
     (dict(hostdevs=[dict(vendor="0x046d", product="0xc077")]),
      "hostdevs[0]: the host has no device usb:0x046d:0xc077 (looked up through libvirt's host device list on uri "
-     "'test:///default'); see `virsh nodedev-list`"),
+     "'test:///default'); virsh nodedev-list lists its devices"),
     (dict(hostdevs=[dict(uuid=UUID)]),
      "hostdevs[0]: the host has no device mdev:%s (looked up through libvirt's host device list on uri "
-     "'test:///default'); see `virsh nodedev-list`" % UUID),
+     "'test:///default'); virsh nodedev-list lists its devices" % UUID),
     (dict(hostdevs=[dict(address="0000:03:00")]),
      "hostdevs[0].address: '0000:03:00' is not a PCI address such as 0000:03:00.0 (domain:bus:slot.function)"),
     (dict(cpu_pinning=[dict(vcpu=0, cpuset="0,999")]),
