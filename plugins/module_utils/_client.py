@@ -45,6 +45,7 @@ _NOT_FOUND_CODES = (
     "VIR_ERR_NO_NWFILTER",
     "VIR_ERR_NO_SECRET",
     "VIR_ERR_NO_INTERFACE",
+    "VIR_ERR_NO_NODE_DEVICE",
 )
 # Codes that mean the connection itself is gone or was never usable.
 _CONNECTION_CODES = (
@@ -279,6 +280,20 @@ class LibvirtClient:
             hv_type = self.conn.getType()
             hv = self.conn.getVersion()
         return lib, hv_type, _version_string(hv) if hv else None
+
+    def host_cpu_count(self):
+        """How many CPUs the host has (``getCPUMap``: present CPUs, online or not)."""
+        return self.call("reading the host's CPUs", self.conn.getCPUMap, 0)[0]
+
+    def node_device_xml(self, name):
+        """The XML of host device ``name`` (``pci_0000_03_00_0``), or ``None`` when the host has no such device."""
+        dev = self._lookup("host device", name, self.conn.nodeDeviceLookupByName)
+        return None if dev is None else self.call("reading host device '%s'" % name, dev.XMLDesc, 0)
+
+    def node_device_xmls(self, capability):
+        """The XML of every host device with ``capability`` (``VIR_CONNECT_LIST_NODE_DEVICES_CAP_USB_DEV``)."""
+        devices = self.call("listing host devices", self.conn.listAllDevices, flag(capability))
+        return [self.call("reading host device", dev.XMLDesc, 0) for dev in devices]
 
     def free_memory(self):
         """Free memory of the host in bytes (``getFreeMemory``)."""

@@ -18,6 +18,7 @@ import re
 
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_boot import BootBuilder
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_devices import DeviceBuilder
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_tuning import TuningBuilder
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_xml import (
     CONFIG, MEMORY, METADATA, Q35_ROOT_PORTS, SEED, VCPUS, Domain, _children, _is_attached, machine_family, norm_path,
 )
@@ -161,7 +162,7 @@ def _redact(text):
 # ---------------------------------------------------------------------------
 # the builder
 # ---------------------------------------------------------------------------
-class DomainBuilder(DeviceBuilder, BootBuilder):
+class DomainBuilder(DeviceBuilder, BootBuilder, TuningBuilder):
     """Apply a :class:`GuestSpec` on top of a domain and record the changes.
 
     ``actual`` is the parsed persistent definition (``None`` for a new guest).
@@ -242,6 +243,7 @@ class DomainBuilder(DeviceBuilder, BootBuilder):
         self._console()
         self._tpm()
         self._boot_order()
+        self._tuning()
         self._metadata()
         if self.new:
             self._new_defaults()

@@ -59,6 +59,10 @@ NIC_UPDATE = "nic-update"    # source change of an interface (updateDeviceFlags,
 GRAPHICS_PASSWORD = "graphics-password"
 METADATA = "metadata"        # tags: setMetadata(LIVE)
 SEED = "seed"                # the cloud-init seed content; the guest reads it at boot
+VCPU_PIN = "vcpu-pin"        # cpu_pinning: pinVcpuFlags(LIVE) per vCPU
+EMULATOR_PIN = "emulator-pin"  # emulator_cpuset: pinEmulator(LIVE)
+FS_ATTACH = "fs-attach"      # a virtiofs share hot-plugged (needs shared memory in the running guest)
+FS_DETACH = "fs-detach"
 
 
 # ---------------------------------------------------------------------------

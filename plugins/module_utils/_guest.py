@@ -33,8 +33,10 @@ import time
 
 from ansible_collections.kvmops.virt.plugins.module_utils import _domain_xml as dm
 from ansible_collections.kvmops.virt.plugins.module_utils import _guest_spec as gs
+from ansible_collections.kvmops.virt.plugins.module_utils import _guest_tuning
 from ansible_collections.kvmops.virt.plugins.module_utils._client import flag
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_builder import DomainBuilder
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_tuning import find_filesystem, has_shared_memory, tuning_facts
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import InvalidArgument, OperationFailed, VirtError
 from ansible_collections.kvmops.virt.plugins.module_utils._guest_resolve import CreatedVolume, GuestResolver
 from ansible_collections.kvmops.virt.plugins.module_utils._module import Manager
@@ -103,6 +105,13 @@ class GuestManager(Manager):
         self.persistent = False
         self.autostart = False
         self.started_at = None
+        self.tuning = {}          # the tuning options, validated (_guest_tuning)
+
+    def validate_options(self):
+        """Check every option before anything is read (kvm_guests checks its whole list with it)."""
+        self.resolver.validate()
+        if self.state != "absent":
+            self.tuning = _guest_tuning.validate(self.params)
 
     def _ops(self):
         """Operations on the guest as it is now (``self.dom`` is set once it is defined)."""
@@ -131,13 +140,15 @@ class GuestManager(Manager):
     # planning
     # =====================================================================
     def plan(self):
-        self.resolver.validate()
+        self.validate_options()
         self._read()
         if self.state == "absent":
             return self._plan_absent()
         r = self.resolver
         spec = r.resolve(self.actual, self.cur_state, self.check_mode)
         self.spec = spec
+        _guest_tuning.check_host(self.client, self.tuning)
+        _guest_tuning.apply_to_spec(spec, self.tuning)
         self.to_create = r.to_create
         self.seed_plan = r.seed_plan
 
@@ -301,7 +312,12 @@ class GuestManager(Manager):
             return live is not None and change.after <= (live.max_vcpus or 0)
         if kind in (dm.DISK_ATTACH, dm.DISK_DETACH):
             return change.data.get("bus") in dm.HOTPLUG_BUSES
-        if kind in (dm.DISK_MEDIA, dm.NIC_ATTACH, dm.NIC_DETACH, dm.NIC_UPDATE, dm.GRAPHICS_PASSWORD, dm.METADATA):
+        if kind == dm.FS_ATTACH:
+            return live is not None and has_shared_memory(live)  # else the memory backing needs a restart first
+        if kind == dm.FS_DETACH:
+            return True
+        if kind in (dm.DISK_MEDIA, dm.NIC_ATTACH, dm.NIC_DETACH, dm.NIC_UPDATE, dm.GRAPHICS_PASSWORD, dm.METADATA,
+                    dm.VCPU_PIN, dm.EMULATOR_PIN):
             return True
         return False
 
@@ -335,6 +351,17 @@ class GuestManager(Manager):
                          lambda: self._ops().set_graphics_password((list(self.final.graphics) or [None])[0]))
             elif c.kind == dm.METADATA:
                 self.act("update the tags of the running guest", lambda: self._ops().set_tags(self.spec.tags))
+            elif c.kind == dm.VCPU_PIN:
+                self.act("pin the vCPUs of the running guest",
+                         lambda c=c: self._ops().pin_vcpus(c.data["pins"], c.data["unpinned"]))
+            elif c.kind == dm.FS_DETACH:
+                self.act("detach shared directory '%s' from the running guest" % c.data["target"],
+                         lambda c=c: self._ops().detach_filesystem(c.data["target"]))
+            elif c.kind == dm.FS_ATTACH:
+                self.act("attach shared directory '%s' to the running guest" % c.data["target"],
+                         lambda c=c: self._ops().attach_filesystem(c.data["target"], find_filesystem(self.final, c.data["target"])))
+            elif c.kind == dm.EMULATOR_PIN:
+                self.act("pin the emulator threads of the running guest", lambda c=c: self._ops().pin_emulator(c.data["cpus"]))
         # de-duplicate actions that several changes share (a NIC with two source keys)
         seen = set()
         kept = []
@@ -595,7 +622,7 @@ class GuestManager(Manager):
             if self.live is not None and list(self.live.graphics):
                 graphics["port"] = list(self.live.graphics)[0].port
         serials = list(domain.serials)
-        return {
+        facts = {
             "name": self.name,
             "uuid": domain.uuid,
             "state": state,
@@ -622,6 +649,8 @@ class GuestManager(Manager):
             "cloud_init": None if not seed else {"pool": seed.get("pool"), "volume": seed.get("volume"), "path": seed.get("path")},
             "created_volumes": meta.volumes,
         }
+        facts.update(tuning_facts(domain))
+        return facts
 
     def _addresses(self, use_agent=True):
         from ansible_collections.kvmops.virt.plugins.module_utils._addresses import guest_addresses  # pylint: disable=import-outside-toplevel

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_boot import BOOT_DEVICES, TPM_MODELS, TPM_VERSIONS
 from ansible_collections.kvmops.virt.plugins.module_utils._guest_resolve import DISK_FORMATS
+from ansible_collections.kvmops.virt.plugins.module_utils._guest_tuning import tuning_options
 
 DISK_OPTIONS = dict(
     pool=dict(type="str"),
@@ -36,7 +37,7 @@ INTERFACE_OPTIONS = dict(
 
 def guest_options():
     """A fresh copy of the options of one guest (AnsibleModule mutates the spec it gets)."""
-    return dict(
+    options = dict(
         name=dict(type="str", required=True),
         state=dict(type="str", default="running", choices=["present", "running", "shutdown", "paused", "absent"]),
         memory=dict(type="raw"),
@@ -80,3 +81,5 @@ def guest_options():
         force=dict(type="bool", default=False),
         remove_storage=dict(type="bool", default=False),
     )
+    options.update(tuning_options())
+    return options

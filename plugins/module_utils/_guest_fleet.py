@@ -156,7 +156,7 @@ class GuestFleet:
             wait = params["state"] == "running" and (self.params["wait_for_ip"] or params["wait_for_ip"])
             run = GuestRun(index, params, wait)
             try:
-                self.manager_cls(_GuestModule(params, self.check_mode), self.client).resolver.validate()
+                self.manager_cls(_GuestModule(params, self.check_mode), self.client).validate_options()
             except InvalidArgument as e:
                 errors.append("%s: %s" % (label, e.msg))
                 continue

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 
 from ansible_collections.kvmops.virt.plugins.module_utils._client import flag, libvirt
+from ansible_collections.kvmops.virt.plugins.module_utils._domain_tuning import find_filesystem
 from ansible_collections.kvmops.virt.plugins.module_utils._domain_xml import NS, NS_PREFIX, Domain, GraphicsDevice, InterfaceDevice
 from ansible_collections.kvmops.virt.plugins.module_utils._errors import OperationFailed
 from ansible_collections.kvmops.virt.plugins.module_utils._xml import parse_xml, to_string
@@ -164,6 +165,39 @@ class GuestOps:
         meta.tags = tags
         self.live_try("updating the tags of running guest '%s'" % self.name, self.dom.setMetadata,
                       flag("VIR_DOMAIN_METADATA_ELEMENT", 2), meta.to_plain_xml(), NS_PREFIX, NS, flag("VIR_DOMAIN_AFFECT_LIVE", 1))
+
+    def pin_vcpus(self, pins, unpinned):
+        """Pin vCPUs of the running guest (``{vcpu: cpus}``); the ``unpinned`` vCPUs may run on every host CPU again."""
+        count = self.client.host_cpu_count()
+        every = tuple(range(count))
+        for vcpu, cpus in sorted(list(pins.items()) + [(v, every) for v in unpinned]):
+            cpumap = tuple(i in cpus for i in range(count))
+            self.live_try("pinning vCPU %d of running guest '%s'" % (vcpu, self.name), self.dom.pinVcpuFlags, vcpu, cpumap,
+                          flag("VIR_DOMAIN_AFFECT_LIVE", 1))
+
+    def pin_emulator(self, cpus):
+        """Place the emulator threads of the running guest on ``cpus`` (``None``: every host CPU)."""
+        count = self.client.host_cpu_count()
+        cpumap = tuple(cpus is None or i in cpus for i in range(count))
+        self.live_try("pinning the emulator threads of running guest '%s'" % self.name, self.dom.pinEmulator, cpumap,
+                      flag("VIR_DOMAIN_AFFECT_LIVE", 1))
+
+    def attach_filesystem(self, tag, node):
+        """Hot-plug the virtiofs share ``node`` (of the new definition) unless the running guest has ``tag``."""
+        if node is None or find_filesystem(self.current_live(), tag) is not None:
+            return
+        self.live_try("attaching shared directory '%s' to running guest '%s'" % (tag, self.name), self.dom.attachDeviceFlags,
+                      device_xml(node), flag("VIR_DOMAIN_AFFECT_LIVE", 1))
+
+    def detach_filesystem(self, tag):
+        node = find_filesystem(self.current_live(), tag)
+        if node is None:
+            return
+        if self.live_try("detaching shared directory '%s' from running guest '%s'" % (tag, self.name), self.dom.detachDeviceFlags,
+                         to_string(node), flag("VIR_DOMAIN_AFFECT_LIVE", 1)):
+            if not self._wait_gone(lambda d: find_filesystem(d, tag)):
+                self.warnings.append("filesystems[%s]: the guest did not release it within %d s; it is removed from the persistent "
+                                     "definition and goes away at the next boot" % (tag, DETACH_TIMEOUT))
 
     def set_autostart(self, enabled):
         self.client.call("setting autostart of guest '%s'" % self.name, self.dom.setAutostart, 1 if enabled else 0)

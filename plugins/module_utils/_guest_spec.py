@@ -128,6 +128,14 @@ class GuestSpec:
         self.seed = None         # SeedSpec
         self.created_volumes = []  # (pool, name, path) created by this run
         self.xml = None          # parsed <domain> element of the xml option
+        # Tuning, host devices and shares (_domain_tuning); CPU sets are sorted tuples of CPU numbers:
+        self.cpu_pinning = None      # {vcpu: cpus} (exhaustive when not None)
+        self.emulator_cpuset = None  # cpus; () removes the emulator pinning
+        self.numa = None             # {"cells": [{"cpus", "memory" (MiB), "nodeset", "mode"}], "nodeset", "mode"}
+        self.hugepages = None        # page size in KiB, 0 for the host's default size, "" removes huge pages
+        self.hostdevs = None         # [{"type": "pci"|"usb"|"mdev", "address"|"vendor"+"product"|"uuid", "managed"|"model"}]
+        self.filesystems = None      # [{"source": directory, "target": mount tag}] (exhaustive when not None)
+        self.host_cpus = None        # how many CPUs the host has (a pin to all of them is no pin)
         # Resolved before the build (the builder never asks the manager):
         self.new_macs = []       # MACs for the interfaces the build creates without one, in order (empty: libvirt picks)
         self.machine_names = {}  # machine alias -> canonical name ("q35" -> "pc-q35-7.2")

@@ -331,6 +331,128 @@ options:
         or that back another volume.
     type: bool
     default: false
+  cpu_pinning:
+    description:
+      - The host CPUs each vCPU may run on (C(<cputune><vcpupin>)). When set, it is the complete list; vCPUs it
+        does not name may run on every host CPU. An empty list removes the pinning.
+      - On a running guest the pinning changes live (C(virsh vcpupin)), with no reboot.
+      - A vCPU index must be below O(max_vcpus) (or the guest's vCPUs), and a CPU set may name only CPUs the host has.
+        A vCPU pinned to every host CPU counts as not pinned.
+    type: list
+    elements: dict
+    suboptions:
+      vcpu:
+        description: The vCPU, numbered from V(0).
+        type: int
+        required: true
+      cpuset:
+        description: Host CPUs, such as V(0), V(0-3), V(0,2) or V(0-3,^1).
+        type: str
+        required: true
+  emulator_cpuset:
+    description:
+      - The host CPUs of QEMU's emulator threads (C(<cputune><emulatorpin>)), such as V(0) or V(2-3).
+        An empty string removes the pinning.
+      - On a running guest it changes live (C(virsh emulatorpin)), with no reboot.
+    type: str
+  numa:
+    description:
+      - The guest's NUMA layout (C(<cpu><numa>)) and where its memory lives on the host (C(<numatune>)).
+        When set, it replaces both; V({}) removes them.
+      - Takes effect at the next boot of a running guest (RV(reboot_required)).
+    type: dict
+    suboptions:
+      cells:
+        description:
+          - Guest NUMA cells, numbered by their position. Each vCPU belongs to at most one cell, and the cells'
+            memory must add up to the guest's O(max_memory) (or O(memory)).
+        type: list
+        elements: dict
+        suboptions:
+          cpus:
+            description: The cell's vCPUs, such as V(0-1).
+            type: str
+            required: true
+          memory:
+            description: The cell's memory, in MiB or with a unit (V(1GiB)).
+            type: raw
+            required: true
+          nodeset:
+            description: Host NUMA nodes for this cell's memory (C(<memnode>)).
+            type: str
+          mode:
+            description: How strictly the cell's memory stays on O(numa.cells[].nodeset). Defaults to V(strict).
+            type: str
+            choices: [strict, preferred, interleave, restrictive]
+      nodeset:
+        description: Host NUMA nodes for the guest's memory (C(<numatune><memory>)), such as V(0).
+        type: str
+      mode:
+        description: How strictly the memory stays on O(numa.nodeset). Defaults to V(strict).
+        type: str
+        choices: [strict, preferred, interleave, restrictive]
+  hugepages:
+    description:
+      - Back the guest's memory with huge pages of this size (C(<memoryBacking><hugepages>)), such as V(2MiB)
+        or V(1GiB); V(default) uses the host's default huge page size; an empty string removes huge pages.
+      - The size must be one the host offers. The pages must be reserved on the host
+        (C(/sys/kernel/mm/hugepages/)) before the guest starts, or the start fails.
+      - Takes effect at the next boot of a running guest (RV(reboot_required)).
+    type: str
+  hostdevs:
+    description:
+      - Host devices passed through to the guest (C(<hostdev mode='subsystem'>)). When set, it is the complete
+        list; PCI, USB and mediated host devices of the guest it does not name are removed.
+      - Each entry names one device by O(hostdevs[].address) (PCI), O(hostdevs[].vendor) and
+        O(hostdevs[].product) (USB), or O(hostdevs[].uuid) (mediated device). The device must exist on the host
+        (libvirt's host device list); the check runs before anything changes, in check mode too.
+      - Takes effect at the next boot of a running guest (RV(reboot_required)).
+    type: list
+    elements: dict
+    suboptions:
+      address:
+        description: PCI address, such as V(0000:03:00.0) (C(lspci -D)); the domain V(0000:) may be left out.
+        type: str
+      vendor:
+        description: USB vendor id, such as V(0x046d) (with O(hostdevs[].product)).
+        type: str
+      product:
+        description: USB product id, such as V(0xc077) (with O(hostdevs[].vendor)).
+        type: str
+      uuid:
+        description: UUID of a mediated device (vGPU and the like), such as V(8f4c9e6a-52d1-4a36-9c1e-2f6f7f0b1a11).
+        type: str
+      managed:
+        description:
+          - For PCI and USB devices, libvirt detaches the device from its host driver when the guest starts and
+            gives it back when the guest stops (C(managed='yes')). With V(false), bind it to vfio-pci yourself.
+        type: bool
+        default: true
+      model:
+        description: The mediated device's model. Defaults to V(vfio-pci).
+        type: str
+        choices: [vfio-pci, vfio-ccw, vfio-ap]
+  filesystems:
+    description:
+      - Host directories shared with the guest through virtiofs (C(<filesystem type='mount'>) with
+        C(<driver type='virtiofs'/>)); the guest mounts them with C(mount -t virtiofs TAG /mnt). When set, it is
+        the complete list; V([]) removes the shares.
+      - virtiofs needs shared guest memory; a guest with a share gets C(<memoryBacking>) with
+        C(<source type='memfd'/>) and C(<access mode='shared'/>) (kept when the shares are removed).
+      - On a running guest that has shared memory, shares are attached and detached live; otherwise, and for a
+        changed O(filesystems[].source), at the next boot (RV(reboot_required)). libvirt starts C(virtiofsd) for
+        each share (on Debian QEMU's C(/usr/lib/qemu/virtiofsd), found through C(/usr/share/qemu/vhost-user/)).
+    type: list
+    elements: dict
+    suboptions:
+      source:
+        description: The directory on the host. It must exist.
+        type: path
+        required: true
+      target:
+        description: The mount tag the guest uses, at most 36 bytes, such as V(data). Identifies the share.
+        type: str
+        required: true
 extends_documentation_fragment:
   - kvmops.virt.connection
 attributes:
@@ -454,6 +576,35 @@ EXAMPLES = r"""
           <watchdog model='i6300esb' action='reset'/>
         </devices>
       </domain>
+
+- name: Pin the vCPUs and the emulator threads (changed live on a running guest)
+  kvmops.virt.kvm_guest:
+    name: web1
+    vcpus: 2
+    cpu_pinning:
+      - {vcpu: 0, cpuset: "2"}
+      - {vcpu: 1, cpuset: "3"}
+    emulator_cpuset: "0-1"
+
+- name: Two NUMA cells bound to host node 0, on 2 MiB huge pages (at the next boot)
+  kvmops.virt.kvm_guest:
+    name: db1
+    memory: 2GiB
+    vcpus: 2
+    numa:
+      cells:
+        - {cpus: "0", memory: 1GiB}
+        - {cpus: "1", memory: 1GiB}
+      nodeset: "0"
+    hugepages: 2MiB
+
+- name: Pass a PCI device through and share a host directory (virtiofs)
+  kvmops.virt.kvm_guest:
+    name: gpu1
+    hostdevs:
+      - address: "0000:03:00.0"
+    filesystems:
+      - {source: /srv/data, target: data}
 
 - name: Graceful shutdown, powered off after 60 seconds
   kvmops.virt.kvm_guest:
@@ -579,6 +730,36 @@ guest:
       description: Volumes this collection created for the guest (C(pool), C(name), C(path)); what O(remove_storage) deletes.
       type: list
       elements: dict
+    cpu_pinning:
+      description: The pinned vCPUs, C(vcpu) and C(cpuset).
+      type: list
+      elements: dict
+      sample: [{vcpu: 0, cpuset: "2"}, {vcpu: 1, cpuset: "3"}]
+    emulator_cpuset:
+      description: The host CPUs of the emulator threads, or V(null).
+      type: str
+      sample: 0-1
+    numa:
+      description:
+        - C(cells) (C(cpus), C(memory) and, when bound, C(nodeset) and C(mode)), and C(nodeset) and C(mode) of the guest's memory.
+        - V(null) without NUMA settings.
+      type: dict
+      sample: {cells: [{cpus: "0", memory: 1024MiB}, {cpus: "1", memory: 1024MiB}], nodeset: "0", mode: strict}
+    hugepages:
+      description: The huge page size (V(2MiB), V(default)), or V(null).
+      type: str
+    hostdevs:
+      description:
+        - Host devices with C(type) (V(pci), V(usb), V(mdev)), C(address), C(vendor) and C(product), or C(uuid) and C(model).
+        - C(managed), and C(key) (as in the diff).
+      type: list
+      elements: dict
+      sample: [{type: pci, address: "0000:03:00.0", managed: true, key: "pci:0000:03:00.0"}]
+    filesystems:
+      description: The virtiofs shares, C(source) and C(target) (the mount tag).
+      type: list
+      elements: dict
+      sample: [{source: /srv/data, target: data}]
     reboot_required:
       description: Whether the running guest needs a power cycle to get its definition.
       type: bool

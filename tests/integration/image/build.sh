@@ -64,6 +64,9 @@
 # (a boot loader that passes it tells which medium the guest booted from).
 # Kernel cmdline: `kvmops.vdasize=1` prints, at READY and whenever it changes
 #   (checked every 2 s), KVMOPS-TEST-GUEST VDA-SECTORS=<n>   (/sys/block/vda/size)
+# Kernel cmdline: `kvmops.virtiofs=<tag>` mounts the virtiofs share <tag> before READY and prints
+#   KVMOPS-VIRTIOFS MOUNTED TAG=<tag>                   (or MOUNT-FAILED TAG=<tag>: <error>)
+#   KVMOPS-VIRTIOFS FILE: <line>                        (each line of kvmops-virtiofs.txt in the share)
 # DHCP: `udhcpc` on each ethN, sending the seed's hostname (if any); it stays
 # in the background to renew the lease. There is no login, ssh or guest agent.
 set -euo pipefail
@@ -86,6 +89,8 @@ WANTED_MODULES=(
   evdev button
   tpm_tis tpm_crb  # kvm_guest's tpm option: the guest's /dev/tpm0 (kvmops.tpm=1 below)
 )
+# virtiofs shares (kvm_guest's filesystems option; mounted with kvmops.virtiofs=TAG)
+WANTED_MODULES+=(fuse virtiofs)
 BASE_QCOW2_SIZE=64M
 
 log() { printf 'build.sh: %s\n' "$*" >&2; }
@@ -377,6 +382,23 @@ for d in /sys/class/net/eth*; do
   fi
   [ "$ifc" = eth0 ] && [ -n "$addr" ] && say "KVMOPS-TEST-GUEST IP=$addr"
 done
+
+# --- virtiofs share (opt-in: kvmops.virtiofs=TAG) ---
+VIRTIOFS_TAG=
+for arg in $(cat /proc/cmdline); do
+  case $arg in kvmops.virtiofs=*) VIRTIOFS_TAG=${arg#kvmops.virtiofs=} ;; esac
+done
+if [ -n "$VIRTIOFS_TAG" ]; then
+  mkdir -p /mnt/virtiofs
+  if mount -t virtiofs "$VIRTIOFS_TAG" /mnt/virtiofs 2>/tmp/virtiofs.err; then
+    say "KVMOPS-VIRTIOFS MOUNTED TAG=$VIRTIOFS_TAG"
+    if [ -f /mnt/virtiofs/kvmops-virtiofs.txt ]; then
+      while IFS= read -r line || [ -n "$line" ]; do say "KVMOPS-VIRTIOFS FILE: $line"; done </mnt/virtiofs/kvmops-virtiofs.txt
+    fi
+  else
+    say "KVMOPS-VIRTIOFS MOUNT-FAILED TAG=$VIRTIOFS_TAG: $(cat /tmp/virtiofs.err)"
+  fi
+fi
 
 DISKS=$(list_disks)
 NICS=$(list_nics)

@@ -24,11 +24,11 @@ LAYERS = [
     ("base", ["_errors", "_size", "_diff", "_xml", "_validate", "_client", "_module"]),
     ("xml models", ["_domain_xml", "_network_xml", "_storage_xml", "_caps_xml", "_snapshot_xml"]),
     ("pure logic", ["_guest_spec", "_domain_devices", "_domain_builder", "_network_spec", "_network_edit",
-                    "_cloudinit", "_iso9660", "_domain_boot"]),
+                    "_cloudinit", "_iso9660", "_domain_boot", "_domain_tuning"]),
     # _guest_args: kvm_guest's argument spec, shared by kvm_guest and kvm_guests (it takes DISK_FORMATS from
     # _guest_resolve, so it sits with it).
     ("shared operations", ["_storage_ops", "_guest_ops", "_addresses", "_guest_others", "_guest_resolve", "_guest_args",
-                           "_host_guests", "_disk_resize"]),
+                           "_host_guests", "_disk_resize", "_guest_tuning"]),
     ("managers", ["_guest", "_network", "_pool", "_volume", "_hostcaps", "_inventory", "_snapshot", "_migrate"]),
     # Batch runners drive one manager over a list of items in one module run (kvm_guests applies GuestManager
     # per guest); they sit above the managers so that no manager imports another.
