@@ -366,13 +366,17 @@ class MigrationManager(Manager):
                 made.append(dst_vol)
                 total += copy_volume(self.client, src_vol, self.dest, dst_vol)
         except Exception:
-            for vol in made:
-                try:
-                    delete_volume(self.dest, vol)
-                except Exception:  # pylint: disable=broad-except  # the original error is the one to report
-                    self.warnings.append("could not delete the partial copy '%s' on uri '%s'" % (vol.name(), self.dest.uri))
+            self._delete_copies(made)
             raise
         return made, total
+
+    def _delete_copies(self, made):
+        """Delete the volumes an offline copy made on the destination; the caller re-raises its own error."""
+        for vol in made:
+            try:
+                delete_volume(self.dest, vol)
+            except Exception:  # pylint: disable=broad-except  # the original error is the one to report
+                self.warnings.append("could not delete the copy '%s' on uri '%s'" % (vol.name(), self.dest.uri))
 
     def _migrate(self, dom):
         p = self.params
@@ -406,8 +410,7 @@ class MigrationManager(Manager):
         self.seconds = round(time.monotonic() - began, 1)
         error = outcome.get("error")
         if error is not None:
-            for vol in made:  # the definition did not move: the copies would only be orphans there
-                delete_volume(self.dest, vol)
+            self._delete_copies(made)  # the definition did not move: the copies would only be orphans there
         if error is not None and cancelled:
             raise OperationFailed(
                 "timeout: the migration of guest '%s' to uri '%s' did not finish within %d seconds and was cancelled; "
