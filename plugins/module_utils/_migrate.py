@@ -405,8 +405,9 @@ class MigrationManager(Manager):
                 break
             last = self.client.job_stats(dom) or last
             if not cancelled and time.monotonic() - start > p["timeout"]:
-                self.client.abort_job(dom)
-                cancelled = True
+                # False while the job has not begun (a peer-to-peer migration is still connecting
+                # to the destination): ask again at the next poll, or the migration would run on.
+                cancelled = self.client.abort_job(dom)
         self.seconds = round(time.monotonic() - began, 1)
         error = outcome.get("error")
         if error is not None:
