@@ -37,6 +37,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# -- swtpm's local CA ------------------------------------------------------------
+# libvirt runs swtpm_setup as tss, which signs each new TPM's EK certificate with
+# the CA in /var/lib/swtpm-localca; one swtpm_setup run as root leaves that CA
+# root's, and every later TPM guest fails to start ("Need read/write rights on
+# /var/lib/swtpm-localca/.lock.swtpm-localca for user tss").
+if [ -d /var/lib/swtpm-localca ] && getent passwd tss >/dev/null &&
+    [ -n "$(find /var/lib/swtpm-localca ! -user tss -print -quit)" ]; then
+  log "giving /var/lib/swtpm-localca back to tss (swtpm_setup once ran as root)"
+  chown -R tss:root /var/lib/swtpm-localca
+fi
+
 # -- /dev/kvm for the QEMU user -------------------------------------------------
 # Without udev the device stays root:root 0600; libvirt's QEMU capability cache
 # then flips between "KVM" and "no KVM" and re-probes QEMU on every definition
