@@ -146,4 +146,10 @@ PY
 }
 check remote_guest play "$LAB/remote.yml" --tags define && check remote_inventory remote_inventory
 check remote_remove play "$LAB/remote.yml" --tags remove
+# Migration there and back: kvm_migrate and the drain_host playbook (tests/lab/migrate.yml), with the test guest image.
+MIG_IMAGE="${KVMOPS_TEST_IMAGE_DIR:-$REPO/.cache/test-image}"
+mig() { bash "$REPO/tests/integration/image/build.sh" "$MIG_IMAGE" >/dev/null && play "$LAB/migrate.yml" -e "mig_image_dir=$MIG_IMAGE" "$@"; }
+check migrate_setup mig --tags setup && check migrate_preflight mig --tags preflight &&
+  check migrate_timeout mig --tags timeout && check migrate mig --tags migrate && check drain_host mig --tags drain &&
+  check migrate_offline mig --tags offline
 [ "$FAILED" -eq 0 ]
